@@ -1,0 +1,47 @@
+"""rerank-plugins: hybrid retrieval, then a batched cross-encoder that reorders the candidates.
+
+The core never imports LangChain or LlamaIndex; adapters live in
+:mod:`rerank_plugins.integrations`. Hybrid-retrieval classes need the ``[hybrid]`` extra and
+are imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._models import ModelNotFoundError
+from .cross_encoder import CrossEncoderReranker
+from .types import Hit, RerankResult
+
+if TYPE_CHECKING:
+    from .hybrid import HybridRetriever
+    from .pipeline import PipelineResult, RerankPipeline
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "HybridRetriever": ("rerank_plugins.hybrid", "HybridRetriever"),
+    "RerankPipeline": ("rerank_plugins.pipeline", "RerankPipeline"),
+    "PipelineResult": ("rerank_plugins.pipeline", "PipelineResult"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attribute)
+    raise AttributeError(f"module 'rerank_plugins' has no attribute {name!r}")
+
+
+__all__ = [
+    "CrossEncoderReranker",
+    "Hit",
+    "HybridRetriever",
+    "ModelNotFoundError",
+    "PipelineResult",
+    "RerankPipeline",
+    "RerankResult",
+    "__version__",
+]

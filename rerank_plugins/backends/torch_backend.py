@@ -1,0 +1,58 @@
+"""PyTorch inference for Hugging Face sequence-classification cross-encoders."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from .._device import resolve_device, resolve_dtype
+from .._models import offline_hint
+
+
+class TorchBackend:
+    """Runs the model under ``torch.inference_mode`` on the chosen device and precision."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = "auto",
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        kwargs: dict[str, object] = {"trust_remote_code": trust_remote_code}
+        if revision is not None:
+            kwargs["revision"] = revision
+        if local_files_only is not None:
+            kwargs["local_files_only"] = local_files_only
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+        except OSError as error:
+            raise offline_hint(source, "cross-encoder", error) from error
+        model.eval()
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.config = model.config
+        self.num_labels = int(model.config.num_labels)
+        accepted = set(inspect.signature(model.forward).parameters)
+        self.input_names = tuple(
+            name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted
+        )
+
+    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        inputs = {
+            name: torch.from_numpy(features[name]).to(self.device, non_blocking=True)
+            for name in self.input_names
+            if name in features
+        }
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits
+        return logits.float().cpu().numpy()

@@ -1,0 +1,417 @@
+"""Batched cross-encoder reranking: score every (query, passage) pair with full attention."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ._cache import ScoreCache, pair_key
+from ._models import offline_hint, resolve_model_source
+from ._validation import check_passages, check_query, check_top_n
+from .backends import ScoringBackend
+from .types import RerankResult
+
+Activation = Literal["none", "sigmoid"]
+LongPassages = Literal["truncate", "chunk"]
+
+DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+#: A query must leave at least this many tokens of the window for the passage.
+MIN_PASSAGE_TOKENS = 16
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
+    """Split pair indices into batches, longest first, bounded by count and padded tokens.
+
+    Pairs are sorted by token length (descending) so each batch pads to its first pair's
+    length; a batch holds at most ``batch_size`` pairs and at most ``max_tokens`` padded
+    tokens (a single pair longer than the budget still gets a batch of its own).
+    """
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    total = len(order)
+    while start < total:
+        longest = int(lengths[order[start]])
+        size = max(1, min(batch_size, max_tokens // max(longest, 1)))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+def _pad(rows: Sequence[Sequence[int]], lengths: np.ndarray, pad_value: int) -> np.ndarray:
+    """Right-pad ragged token rows into an int64 matrix without a per-row Python loop."""
+    width = int(lengths.max())
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    out = np.full((len(rows), width), pad_value, dtype=np.int64)
+    out[np.arange(width) < lengths[:, None]] = flat
+    return out
+
+
+class CrossEncoderReranker:
+    """Score and rerank passages for a query with a cross-encoder.
+
+    Loads any Hugging Face / sentence-transformers sequence-classification cross-encoder by
+    hub id or local directory. Pairs are tokenized once, sorted by token length and cut into
+    batches by a pair count *and* a padded-token budget, so padding stays small and memory
+    stays bounded whatever the passage lengths; scores come back in input order.
+
+    Scores are the model's raw logits (higher is more relevant) unless
+    ``activation="sigmoid"``, which maps them to 0..1 so a fixed threshold can be set. For
+    two-label models the score is the positive-minus-negative logit (the log-odds).
+
+    Args:
+        model: Hub id or local directory of the cross-encoder.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string.
+        dtype: ``"auto"`` (bf16/fp16 on CUDA, fp32 elsewhere), or ``"float32"``, ``"float16"``,
+            ``"bfloat16"``.
+        batch_size: Most pairs per forward pass (default 32 on CPU, 128 on CUDA).
+        max_tokens_per_batch: Most padded tokens per forward pass (default
+            ``batch_size * max_length`` on CPU, which never splits a batch more than a
+            count-only batcher would; set it lower to bound memory on long inputs).
+        max_length: Token window per pair; defaults to the model's limit. The query is never
+            truncated: only the passage is (``only_second``).
+        activation: ``"none"`` for raw logits, ``"sigmoid"`` for 0..1 scores.
+        long_passages: ``"truncate"`` keeps the passage's first window; ``"chunk"`` scores
+            overlapping windows and keeps the best one (MaxP). Chunking sees the whole passage
+            but costs one forward per window.
+        chunk_overlap: Tokens shared by consecutive windows in ``"chunk"`` mode.
+        cache_size: Entries in an LRU cache of scores keyed by (model, query, passage)
+            hashes; 0 (the default) turns it off.
+        num_threads: CPU intra-op threads for torch; ``None`` leaves torch's default
+            (one per physical core).
+        show_progress: Show a tqdm bar over batches.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        batch_size: int | None = None,
+        max_tokens_per_batch: int | None = None,
+        max_length: int | None = None,
+        activation: Activation | None = "none",
+        long_passages: LongPassages = "truncate",
+        chunk_overlap: int = 64,
+        cache_size: int = 0,
+        backend: str = "torch",
+        num_threads: int | None = None,
+        show_progress: bool = False,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        if activation is None:
+            activation = "none"
+        if activation not in ("none", "sigmoid"):
+            raise ValueError(f"activation must be 'none' or 'sigmoid', got {activation!r}")
+        if long_passages not in ("truncate", "chunk"):
+            raise ValueError(
+                f"long_passages must be 'truncate' or 'chunk', got {long_passages!r}"
+            )
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if chunk_overlap < 0:
+            raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
+        if num_threads is not None:
+            import torch
+
+            torch.set_num_threads(num_threads)
+
+        self.model_name = os.fspath(model)
+        source = resolve_model_source(model, what="cross-encoder")
+        self.tokenizer = self._load_tokenizer(source, revision, local_files_only, trust_remote_code)
+        self.backend: ScoringBackend = self._load_backend(
+            backend,
+            source,
+            device=device,
+            dtype=dtype,
+            revision=revision,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+        )
+        if self.backend.num_labels > 2:
+            raise ValueError(
+                f"{self.model_name!r} has {self.backend.num_labels} output labels; a reranker "
+                "needs a cross-encoder with 1 (relevance logit) or 2 (not relevant/relevant)"
+            )
+        self.model_max_length = self._model_limit()
+        if max_length is None:
+            max_length = self.model_max_length
+        if max_length > self.model_max_length:
+            raise ValueError(
+                f"max_length={max_length} exceeds the model's limit of {self.model_max_length} tokens"
+            )
+        special = self.tokenizer.num_special_tokens_to_add(pair=True)
+        if max_length < special + MIN_PASSAGE_TOKENS + 1:
+            raise ValueError(f"max_length={max_length} is too small to hold a query and a passage")
+        self.max_length = int(max_length)
+        self.activation: Activation = activation
+        self.long_passages: LongPassages = long_passages
+        self.chunk_overlap = chunk_overlap
+        self.batch_size = batch_size or (128 if self.device == "cuda" else 32)
+        self.max_tokens_per_batch = max_tokens_per_batch or self.batch_size * self.max_length
+        if self.max_tokens_per_batch < 1:
+            raise ValueError("max_tokens_per_batch must be >= 1")
+        self.show_progress = show_progress
+        self.cache = ScoreCache(cache_size)
+        self._cache_namespace = (
+            f"{self.model_name}|{backend}|{self.max_length}|{long_passages}|{chunk_overlap}"
+        )
+        # Fast tokenizers are not safe to call from several threads at once.
+        self._tokenizer_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    @staticmethod
+    def _load_tokenizer(
+        source: str, revision: str | None, local_files_only: bool | None, trust_remote_code: bool
+    ) -> Any:
+        from transformers import AutoTokenizer
+
+        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        if revision is not None:
+            kwargs["revision"] = revision
+        if local_files_only is not None:
+            kwargs["local_files_only"] = local_files_only
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        except OSError as error:
+            raise offline_hint(source, "cross-encoder", error) from error
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"{source!r} has no fast (Rust) tokenizer; rerank-plugins needs one for "
+                "batched tokenization and overlapping windows"
+            )
+        return tokenizer
+
+    @staticmethod
+    def _load_backend(backend: str, source: str, **kwargs: Any) -> ScoringBackend:
+        if backend == "torch":
+            from .backends.torch_backend import TorchBackend
+
+            return TorchBackend(source, **kwargs)
+        raise ValueError(f"backend must be 'torch', got {backend!r}")
+
+    def _model_limit(self) -> int:
+        config = getattr(self.backend, "config", None)
+        limits = []
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:
+            limits.append(tokenizer_limit)
+        positions = getattr(config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            # RoBERTa-style models reserve padding_idx + 1 positions.
+            offset = 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+            limits.append(positions - offset)
+        return min(limits) if limits else 512
+
+    @property
+    def device(self) -> str:
+        device = getattr(self.backend, "device", "cpu")
+        return str(getattr(device, "type", device))
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossEncoderReranker(model={self.model_name!r}, device={self.device!r}, "
+            f"max_length={self.max_length}, batch_size={self.batch_size}, "
+            f"activation={self.activation!r}, long_passages={self.long_passages!r})"
+        )
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Score each passage against ``query``; float32 array aligned with ``passages``."""
+        query = check_query(query)
+        passages = check_passages(passages)
+        return self._score([query] * len(passages), passages)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Score arbitrary (query, passage) pairs; float32 array aligned with ``pairs``."""
+        queries: list[str] = []
+        passages: list[str] = []
+        for position, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"pairs[{position}] must be a (query, passage) pair")
+            queries.append(check_query(pair[0], where=f"pairs[{position}][0]"))
+            if not isinstance(pair[1], str):
+                raise TypeError(
+                    f"pairs[{position}][1] must be a str, got {type(pair[1]).__name__}"
+                )
+            passages.append(pair[1])
+        return self._score(queries, passages)
+
+    def rerank(
+        self,
+        query: str,
+        passages: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]:
+        """Return passages best first, each with its original index and score.
+
+        Without ``top_n`` and ``score_threshold`` every passage comes back exactly once.
+        Ties keep input order.
+        """
+        top_n = check_top_n(top_n)
+        scores = self.score(query, passages)
+        return _ranked(scores, passages, top_n, score_threshold)
+
+    def rerank_many(
+        self,
+        queries: Sequence[str],
+        passage_lists: Sequence[Sequence[str]],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[RerankResult]]:
+        """Rerank several queries at once; their pairs share batches (less padding, fewer calls)."""
+        if len(queries) != len(passage_lists):
+            raise ValueError(
+                f"got {len(queries)} queries but {len(passage_lists)} passage lists"
+            )
+        top_n = check_top_n(top_n)
+        checked_queries = [check_query(q, where=f"queries[{i}]") for i, q in enumerate(queries)]
+        checked_lists = [
+            check_passages(p, where=f"passage_lists[{i}]") for i, p in enumerate(passage_lists)
+        ]
+        counts = [len(p) for p in checked_lists]
+        flat_queries = [q for q, n in zip(checked_queries, counts, strict=True) for _ in range(n)]
+        flat_passages = [p for plist in checked_lists for p in plist]
+        scores = self._score(flat_queries, flat_passages)
+        bounds = np.cumsum([0, *counts])
+        return [
+            _ranked(scores[bounds[i] : bounds[i + 1]], checked_lists[i], top_n, score_threshold)
+            for i in range(len(checked_lists))
+        ]
+
+    # ------------------------------------------------------------------ internals
+    def _score(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        raw = np.empty(len(passages), dtype=np.float32)
+        if not passages:
+            return raw
+        if self.cache.maxsize:
+            keys = [pair_key(self._cache_namespace, q, p) for q, p in zip(queries, passages, strict=True)]
+            cached = self.cache.get_many(keys)
+            missing = [i for i, value in enumerate(cached) if value is None]
+            hit = [i for i, value in enumerate(cached) if value is not None]
+            raw[hit] = [cached[i] for i in hit]
+        else:
+            missing = list(range(len(passages)))
+        if missing:
+            fresh = self._score_uncached(
+                [queries[i] for i in missing], [passages[i] for i in missing]
+            )
+            raw[missing] = fresh
+            if self.cache.maxsize:
+                self.cache.put_many(zip([keys[i] for i in missing], fresh.tolist(), strict=True))
+        if self.activation == "sigmoid":
+            return (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32)
+        return raw
+
+    def _check_query_lengths(self, queries: list[str]) -> None:
+        unique = list(dict.fromkeys(queries))
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(unique, add_special_tokens=False)["input_ids"]
+        special = self.tokenizer.num_special_tokens_to_add(pair=True)
+        room = self.max_length - special - MIN_PASSAGE_TOKENS
+        for query, ids in zip(unique, encoded, strict=True):
+            if len(ids) > room:
+                preview = query[:60] + ("..." if len(query) > 60 else "")
+                raise ValueError(
+                    f"query {preview!r} is {len(ids)} tokens; with max_length={self.max_length} "
+                    f"it must be at most {room} tokens so the passage keeps "
+                    f"{MIN_PASSAGE_TOKENS}. The query is never truncated: shorten it or raise "
+                    "max_length."
+                )
+
+    def _encode(self, queries: list[str], passages: list[str]) -> tuple[Any, np.ndarray]:
+        """Tokenize pairs (no padding); returns the encoding and the pair index of each row."""
+        self._check_query_lengths(queries)
+        chunk = self.long_passages == "chunk"
+        kwargs: dict[str, Any] = {
+            "truncation": "only_second",
+            "max_length": self.max_length,
+            "padding": False,
+        }
+        if chunk:
+            special = self.tokenizer.num_special_tokens_to_add(pair=True)
+            longest_query = max(
+                len(ids)
+                for ids in self.tokenizer(list(dict.fromkeys(queries)), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            )
+            room = self.max_length - special - longest_query
+            kwargs["return_overflowing_tokens"] = True
+            kwargs["stride"] = min(self.chunk_overlap, max(room // 2, 0))
+        with self._tokenizer_lock:
+            encoding = self.tokenizer(queries, passages, **kwargs)
+        if chunk:
+            owners = np.asarray(encoding["overflow_to_sample_mapping"], dtype=np.int64)
+        else:
+            owners = np.arange(len(passages), dtype=np.int64)
+        return encoding, owners
+
+    def _score_uncached(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        encoding, owners = self._encode(queries, passages)
+        input_ids = encoding["input_ids"]
+        lengths = np.fromiter((len(row) for row in input_ids), dtype=np.int64, count=len(input_ids))
+        names = [n for n in self.backend.input_names if n in encoding]
+        pad_values = {
+            "input_ids": self.tokenizer.pad_token_id or 0,
+            "attention_mask": 0,
+            "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0) or 0,
+        }
+        window_scores = np.empty(len(input_ids), dtype=np.float32)
+        batches = plan_batches(lengths, self.batch_size, self.max_tokens_per_batch)
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="rerank", unit="batch")
+        for batch in batches:
+            batch_lengths = lengths[batch]
+            features = {
+                name: _pad([encoding[name][i] for i in batch], batch_lengths, pad_values[name])
+                for name in names
+            }
+            if "attention_mask" in self.backend.input_names and "attention_mask" not in features:
+                width = int(batch_lengths.max())
+                features["attention_mask"] = (np.arange(width) < batch_lengths[:, None]).astype(
+                    np.int64
+                )
+            logits = self.backend(features)
+            window_scores[batch] = _logits_to_scores(logits)
+        if len(owners) == len(passages) and self.long_passages == "truncate":
+            return window_scores
+        best = np.full(len(passages), -np.inf, dtype=np.float32)
+        np.maximum.at(best, owners, window_scores)
+        return best
+
+
+def _logits_to_scores(logits: np.ndarray) -> np.ndarray:
+    if logits.ndim == 1:
+        return logits.astype(np.float32)
+    if logits.shape[1] == 1:
+        return logits[:, 0].astype(np.float32)
+    return (logits[:, 1] - logits[:, 0]).astype(np.float32)
+
+
+def _ranked(
+    scores: np.ndarray,
+    passages: Sequence[str],
+    top_n: int | None,
+    score_threshold: float | None,
+) -> list[RerankResult]:
+    if score_threshold is not None and math.isnan(score_threshold):
+        raise ValueError("score_threshold is NaN")
+    order = np.argsort(-scores, kind="stable")
+    if score_threshold is not None:
+        order = order[scores[order] >= score_threshold]
+    if top_n is not None:
+        order = order[:top_n]
+    return [RerankResult(index=int(i), score=float(scores[i]), passage=passages[i]) for i in order]

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny randomly initialised models built in a temp dir, and ../shared paths."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SCIFACT_DIR = SHARED / "data" / "scifact"
+SCIFACT_CE = SHARED / "models" / "minilm-l6-scifact-ce"
+
+WORDS = (
+    "the a of and to in is was for on with as by at from that this it be are were which "
+    "cell cells protein gene genes cancer tumor patients disease risk study effect increased "
+    "decreased level levels blood brain heart vitamin d deficiency treatment therapy drug "
+    "mice human expression activity response immune infection virus bacteria dna rna "
+    "mutation receptor pathway signal growth death stem tissue model clinical trial "
+    "associated reduced higher lower not no cause causes caused lead leads"
+).split()
+
+
+def build_tiny_cross_encoder(directory: Path, *, seed: int = 0, num_labels: int = 1) -> Path:
+    """Write a 2-layer random BERT cross-encoder with a small WordPiece vocab to ``directory``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces]
+    vocab += [f"##{c}" for c in string.ascii_lowercase + string.digits]
+    vocab += [w for w in dict.fromkeys(WORDS) if w not in vocab]
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    tokenizer.model_max_length = 128
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+    )
+    model = BertForSequenceClassification(config)
+    model.eval()
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_ce_path: Path):
+    from rerank_plugins import CrossEncoderReranker
+
+    return CrossEncoderReranker(tiny_ce_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def scifact_ce_path() -> Path:
+    if not (SCIFACT_CE / "config.json").is_file():
+        pytest.skip("../shared/models/minilm-l6-scifact-ce is absent")
+    return SCIFACT_CE
+
+
+@pytest.fixture(scope="session")
+def scifact_dir() -> Path:
+    if not (SCIFACT_DIR / "corpus.jsonl").is_file():
+        pytest.skip("../shared/data/scifact is absent")
+    return SCIFACT_DIR
