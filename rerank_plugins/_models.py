@@ -15,7 +15,7 @@ def _looks_like_path(name: str) -> bool:
         name.startswith(("/", "./", "../", "~", "\\"))
         or name.count("/") > 1
         or (len(name) > 1 and name[1] == ":")
-        or os.sep in name and os.sep != "/"
+        or (os.sep in name and os.sep != "/")
     )
 
 

@@ -1,0 +1,276 @@
+"""Retrieve-then-rerank: a first-stage retriever finds candidates, a cross-encoder orders them."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ._validation import check_query
+from .types import Hit
+
+
+@runtime_checkable
+class SearchesHits(Protocol):
+    """A first stage with ``search(query, k) -> list[Hit]`` (e.g. :class:`HybridRetriever`)."""
+
+    def search(self, query: str, k: int = 10) -> list[Hit]: ...
+
+
+@runtime_checkable
+class ScoresPassages(Protocol):
+    """A second stage with ``score(query, passages) -> array`` (e.g. CrossEncoderReranker)."""
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray: ...
+
+
+#: A plain function first stage: ``(query, k) -> iterable of (id, text, score)`` or Hits.
+SearchFunction = Callable[[str, int], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """The final ranked hits of one query, per-stage timings in seconds, and what happened.
+
+    ``reranked`` is False when the reranker failed or timed out; ``hits`` are then in
+    first-stage order and ``error`` says why.
+    """
+
+    query: str
+    hits: list[Hit]
+    timings: dict[str, float] = field(default_factory=dict)
+    reranked: bool = True
+    error: str | None = None
+
+
+def _as_hit(item: Any, position: int) -> Hit:
+    if isinstance(item, Hit):
+        return item
+    if isinstance(item, (tuple, list)) and len(item) >= 3:
+        doc_id, text, score = item[0], item[1], item[2]
+        metadata = dict(item[3]) if len(item) > 3 and item[3] is not None else {}
+        if not isinstance(text, str):
+            raise TypeError(
+                f"first-stage result {position} has a {type(text).__name__} text; expected str"
+            )
+        return Hit(
+            id=str(doc_id),
+            text=text,
+            score=float(score),
+            metadata=metadata,
+            retrieval_score=float(score),
+        )
+    raise TypeError(
+        f"first-stage result {position} must be a Hit or an (id, text, score[, metadata]) "
+        f"tuple, got {type(item).__name__}"
+    )
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.float64)
+    span = values.max() - values.min()
+    if span <= 0 or not math.isfinite(span):
+        return np.ones_like(values)
+    return (values - values.min()) / span
+
+
+class RerankPipeline:
+    """Hybrid (or any) first stage, then cross-encoder reranking of the top candidates.
+
+    Args:
+        retriever: An object with ``search(query, k)`` returning :class:`Hit` objects, or a
+            function ``(query, k) -> iterable of (id, text, score[, metadata])``.
+        reranker: An object with ``score(query, passages)`` (a CrossEncoderReranker).
+        candidates: How many first-stage hits to fetch.
+        rerank_top: How many of those the cross-encoder scores (default: all). The rest stay
+            below the reranked ones, in first-stage order.
+        top_k: How many final hits to return.
+        rerank_timeout: Seconds to wait for the reranker; past it the query falls back to
+            first-stage order with ``reranked=False`` (the scoring thread is not killed).
+        blend_weight: If set (0..1), final score = ``(1 - w) * minmax(cross-encoder) +
+            w * minmax(first stage)`` over the reranked candidates. Off by default.
+    """
+
+    def __init__(
+        self,
+        retriever: SearchesHits | SearchFunction,
+        reranker: ScoresPassages,
+        *,
+        candidates: int = 100,
+        rerank_top: int | None = None,
+        top_k: int = 5,
+        rerank_timeout: float | None = None,
+        blend_weight: float | None = None,
+    ) -> None:
+        if not isinstance(retriever, SearchesHits) and not callable(retriever):
+            raise TypeError("retriever must have search(query, k) or be a function (query, k)")
+        if not isinstance(reranker, ScoresPassages):
+            raise TypeError("reranker must have score(query, passages)")
+        for name, value in (("candidates", candidates), ("top_k", top_k)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if rerank_top is not None and rerank_top < 0:
+            raise ValueError(f"rerank_top must be >= 0, got {rerank_top}")
+        if rerank_timeout is not None and rerank_timeout <= 0:
+            raise ValueError(f"rerank_timeout must be > 0 seconds, got {rerank_timeout}")
+        if blend_weight is not None and not 0.0 <= blend_weight <= 1.0:
+            raise ValueError(f"blend_weight must be within [0, 1], got {blend_weight}")
+        self.retriever = retriever
+        self.reranker = reranker
+        self.candidates = candidates
+        self.rerank_top = rerank_top
+        self.top_k = top_k
+        self.rerank_timeout = rerank_timeout
+        self.blend_weight = blend_weight
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ stages
+    def retrieve(self, query: str, k: int | None = None) -> list[Hit]:
+        """First stage only: ``k`` (default ``candidates``) hits in first-stage order."""
+        k = k or self.candidates
+        if isinstance(self.retriever, SearchesHits):
+            raw = self.retriever.search(query, k=k)
+        else:
+            raw = self.retriever(query, k)
+        hits = [_as_hit(item, position) for position, item in enumerate(raw)]
+        return [
+            hit if hit.retrieval_score is not None else replace(hit, retrieval_score=hit.score)
+            for hit in hits
+        ]
+
+    def _score_with_timeout(self, query: str, passages: list[str]) -> np.ndarray:
+        if self.rerank_timeout is None:
+            return np.asarray(self.reranker.score(query, passages), dtype=np.float64)
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="rerank"
+            )
+        future = self._executor.submit(self.reranker.score, query, passages)
+        return np.asarray(future.result(timeout=self.rerank_timeout), dtype=np.float64)
+
+    def _order(self, hits: list[Hit], scores: np.ndarray) -> list[Hit]:
+        if len(scores) != len(hits):
+            raise ValueError(f"reranker returned {len(scores)} scores for {len(hits)} passages")
+        final = scores
+        if self.blend_weight is not None and len(hits) > 0:
+            first = np.array([hit.retrieval_score or 0.0 for hit in hits], dtype=np.float64)
+            w = self.blend_weight
+            final = (1.0 - w) * _minmax(scores) + w * _minmax(first)
+        order = np.argsort(-final, kind="stable")
+        return [
+            replace(hits[i], score=float(final[i]), rerank_score=float(scores[i])) for i in order
+        ]
+
+    # ------------------------------------------------------------------ public
+    def run(self, query: str) -> PipelineResult:
+        """Retrieve candidates, rerank the top ones, return the best ``top_k`` with timings."""
+        query = check_query(query)
+        start = time.perf_counter()
+        hits = self.retrieve(query)
+        retrieved = time.perf_counter()
+        depth = len(hits) if self.rerank_top is None else min(self.rerank_top, len(hits))
+        head, tail = hits[:depth], hits[depth:]
+        reranked, error = True, None
+        try:
+            ordered = self._order(head, self._score_with_timeout(query, [h.text for h in head]))
+        except concurrent.futures.TimeoutError:
+            ordered, reranked = head, False
+            error = f"reranking exceeded rerank_timeout={self.rerank_timeout} s"
+        except Exception as exc:  # a failing reranker must not lose the query
+            ordered, reranked = head, False
+            error = f"reranking failed: {type(exc).__name__}: {exc}"
+        done = time.perf_counter()
+        return PipelineResult(
+            query=query,
+            hits=(ordered + tail)[: self.top_k],
+            timings={
+                "retrieve_s": retrieved - start,
+                "rerank_s": done - retrieved,
+                "total_s": done - start,
+            },
+            reranked=reranked,
+            error=error,
+        )
+
+    def run_many(self, queries: Sequence[str]) -> list[PipelineResult]:
+        """Run several queries; their pairs share reranker batches when it has ``score_pairs``.
+
+        Timings are per query: each query's share of the batched stage times. If the shared
+        reranking fails or times out (``rerank_timeout`` scaled by the number of queries),
+        every query falls back to first-stage order.
+        """
+        checked = [check_query(q, where=f"queries[{i}]") for i, q in enumerate(queries)]
+        if not checked:
+            return []
+        score_pairs = getattr(self.reranker, "score_pairs", None)
+        if score_pairs is None:
+            return [self.run(query) for query in checked]
+        start = time.perf_counter()
+        search_many = getattr(self.retriever, "search_many", None)
+        if callable(search_many):
+            raw_lists = search_many(checked, k=self.candidates)
+            hit_lists = [
+                [_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists
+            ]
+        else:
+            hit_lists = [self.retrieve(query) for query in checked]
+        retrieved = time.perf_counter()
+        heads = [
+            hits if self.rerank_top is None else hits[: self.rerank_top] for hits in hit_lists
+        ]
+        pairs = [(q, h.text) for q, head in zip(checked, heads, strict=True) for h in head]
+        reranked, error = True, None
+        try:
+            if self.rerank_timeout is None:
+                flat = np.asarray(score_pairs(pairs), dtype=np.float64)
+            else:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=2, thread_name_prefix="rerank"
+                    )
+                future = self._executor.submit(score_pairs, pairs)
+                flat = np.asarray(
+                    future.result(timeout=self.rerank_timeout * len(checked)), dtype=np.float64
+                )
+            bounds = np.cumsum([0, *(len(head) for head in heads)])
+            ordered = [
+                self._order(head, flat[bounds[i] : bounds[i + 1]]) for i, head in enumerate(heads)
+            ]
+        except concurrent.futures.TimeoutError:
+            ordered, reranked = heads, False
+            error = "reranking exceeded rerank_timeout"
+        except Exception as exc:  # a failing reranker must not lose the queries
+            ordered, reranked = heads, False
+            error = f"reranking failed: {type(exc).__name__}: {exc}"
+        done = time.perf_counter()
+        share = 1.0 / len(checked)
+        timings = {
+            "retrieve_s": (retrieved - start) * share,
+            "rerank_s": (done - retrieved) * share,
+            "total_s": (done - start) * share,
+        }
+        return [
+            PipelineResult(
+                query=query,
+                hits=(ordered[i] + hit_lists[i][len(heads[i]) :])[: self.top_k],
+                timings=dict(timings),
+                reranked=reranked,
+                error=error,
+            )
+            for i, query in enumerate(checked)
+        ]
+
+    async def arun(self, query: str) -> PipelineResult:
+        """Async :meth:`run`: the blocking work runs in a thread, not on the event loop."""
+        return await asyncio.to_thread(self.run, query)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
