@@ -1,0 +1,173 @@
+"""RerankPipeline: ordering, fallbacks, blending, timings — with stand-in stages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from rerank_plugins.pipeline import PipelineResult, RerankPipeline
+from rerank_plugins.types import Hit
+
+DOCS = {
+    "d1": "apples are red",
+    "d2": "bananas are yellow",
+    "d3": "cherries are red and small",
+    "d4": "dates are brown",
+    "d5": "elderberries are dark",
+}
+
+
+class ListRetriever:
+    """First stage that returns DOCS in a fixed order with decreasing scores."""
+
+    def __init__(self, order=("d1", "d2", "d3", "d4", "d5")) -> None:
+        self.order = order
+        self.calls: list[tuple[str, int]] = []
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        self.calls.append((query, k))
+        return [
+            Hit(id=doc, text=DOCS[doc], score=float(10 - i), metadata={"pos": i})
+            for i, doc in enumerate(self.order[:k])
+        ]
+
+
+class LengthReranker:
+    """Scores a passage by its length: deterministic and easy to reason about."""
+
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.delay = delay
+        self.fail = fail
+        self.seen: list[list[str]] = []
+
+    def score(self, query, passages):
+        self.seen.append(list(passages))
+        if self.fail:
+            raise RuntimeError("model exploded")
+        time.sleep(self.delay)
+        return np.array([len(p) for p in passages], dtype=np.float32)
+
+    def score_pairs(self, pairs):
+        if self.fail:
+            raise RuntimeError("model exploded")
+        time.sleep(self.delay)
+        return np.array([len(p) for _, p in pairs], dtype=np.float32)
+
+
+def test_run_reorders_by_reranker_and_keeps_first_stage_scores():
+    pipeline = RerankPipeline(ListRetriever(), LengthReranker(), candidates=5, top_k=5)
+    result = pipeline.run("fruit")
+    assert isinstance(result, PipelineResult)
+    assert result.reranked and result.error is None
+    assert [h.id for h in result.hits] == ["d3", "d5", "d2", "d4", "d1"]
+    assert [h.rerank_score for h in result.hits] == [len(DOCS[h.id]) for h in result.hits]
+    assert result.hits[0].retrieval_score == 8.0  # d3 was third in the first stage
+    assert result.hits[0].metadata == {"pos": 2}
+    assert set(result.timings) == {"retrieve_s", "rerank_s", "total_s"}
+    assert result.timings["total_s"] >= result.timings["rerank_s"] >= 0
+
+
+def test_top_k_and_candidates_are_applied():
+    retriever = ListRetriever()
+    pipeline = RerankPipeline(retriever, LengthReranker(), candidates=3, top_k=2)
+    result = pipeline.run("q")
+    assert retriever.calls == [("q", 3)]
+    assert [h.id for h in result.hits] == ["d3", "d2"]
+
+
+def test_rerank_top_scores_only_the_head_and_keeps_tail_below_in_order():
+    reranker = LengthReranker()
+    pipeline = RerankPipeline(ListRetriever(), reranker, candidates=5, rerank_top=2, top_k=5)
+    result = pipeline.run("q")
+    assert reranker.seen == [[DOCS["d1"], DOCS["d2"]]]
+    assert [h.id for h in result.hits] == ["d2", "d1", "d3", "d4", "d5"]
+    assert result.hits[2].rerank_score is None
+
+
+def test_failure_falls_back_to_first_stage_order():
+    pipeline = RerankPipeline(ListRetriever(), LengthReranker(fail=True), candidates=5, top_k=3)
+    result = pipeline.run("q")
+    assert not result.reranked
+    assert "model exploded" in result.error
+    assert [h.id for h in result.hits] == ["d1", "d2", "d3"]
+
+
+def test_timeout_falls_back_without_losing_the_query():
+    pipeline = RerankPipeline(
+        ListRetriever(), LengthReranker(delay=1.0), candidates=5, top_k=5, rerank_timeout=0.05
+    )
+    start = time.perf_counter()
+    result = pipeline.run("q")
+    assert time.perf_counter() - start < 0.9
+    assert not result.reranked and "rerank_timeout" in result.error
+    assert [h.id for h in result.hits] == ["d1", "d2", "d3", "d4", "d5"]
+    pipeline.close()
+
+
+def test_blend_weight_mixes_normalised_scores():
+    # Full weight on the first stage gives back first-stage order; zero weight is pure rerank.
+    first = RerankPipeline(ListRetriever(), LengthReranker(), candidates=5, blend_weight=1.0)
+    assert [h.id for h in first.run("q").hits] == ["d1", "d2", "d3", "d4", "d5"]
+    pure = RerankPipeline(ListRetriever(), LengthReranker(), candidates=5, blend_weight=0.0)
+    assert [h.id for h in pure.run("q").hits] == ["d3", "d5", "d2", "d4", "d1"]
+    half = RerankPipeline(ListRetriever(), LengthReranker(), candidates=5, blend_weight=0.5)
+    hits = half.run("q").hits
+    lengths = np.array([len(DOCS[d]) for d in ("d1", "d2", "d3", "d4", "d5")], dtype=float)
+    first_scores = np.array([10, 9, 8, 7, 6], dtype=float)
+    expected = 0.5 * (lengths - lengths.min()) / np.ptp(lengths) + 0.5 * (
+        first_scores - first_scores.min()
+    ) / np.ptp(first_scores)
+    by_id = dict(zip(("d1", "d2", "d3", "d4", "d5"), expected, strict=True))
+    for hit in hits:
+        assert hit.score == pytest.approx(by_id[hit.id])
+
+
+def test_function_first_stage_with_tuples():
+    def search(query, k):
+        return [("a", "short", 1.0), ("b", "a much longer passage", 0.5, {"src": "x"})][:k]
+
+    result = RerankPipeline(search, LengthReranker(), candidates=2).run("q")
+    assert [h.id for h in result.hits] == ["b", "a"]
+    assert result.hits[0].metadata == {"src": "x"}
+
+
+def test_bad_first_stage_results_and_queries_raise():
+    with pytest.raises(TypeError, match="first-stage result 0"):
+        RerankPipeline(lambda q, k: [object()], LengthReranker()).run("q")
+    pipeline = RerankPipeline(ListRetriever(), LengthReranker())
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.run("   ")
+    with pytest.raises(ValueError, match="top_k"):
+        RerankPipeline(ListRetriever(), LengthReranker(), top_k=0)
+    with pytest.raises(ValueError, match="blend_weight"):
+        RerankPipeline(ListRetriever(), LengthReranker(), blend_weight=1.5)
+
+
+def test_run_many_matches_run_and_falls_back_together():
+    pipeline = RerankPipeline(ListRetriever(), LengthReranker(), candidates=4, top_k=3)
+    many = pipeline.run_many(["q1", "q2"])
+    single = [pipeline.run("q1"), pipeline.run("q2")]
+    assert [[h.id for h in r.hits] for r in many] == [[h.id for h in r.hits] for r in single]
+    assert [r.query for r in many] == ["q1", "q2"]
+    failing = RerankPipeline(ListRetriever(), LengthReranker(fail=True), candidates=4, top_k=2)
+    results = failing.run_many(["q1", "q2"])
+    assert all(not r.reranked for r in results)
+    assert [[h.id for h in r.hits] for r in results] == [["d1", "d2"], ["d1", "d2"]]
+
+
+def test_arun_equals_run():
+    pipeline = RerankPipeline(ListRetriever(), LengthReranker(), candidates=5)
+    sync = pipeline.run("q")
+    result = asyncio.run(pipeline.arun("q"))
+    assert [h.id for h in result.hits] == [h.id for h in sync.hits]
+
+
+def test_with_real_tiny_cross_encoder(tiny_reranker):
+    pipeline = RerankPipeline(ListRetriever(), tiny_reranker, candidates=5, top_k=5)
+    result = pipeline.run("red fruit")
+    expected = tiny_reranker.rerank("red fruit", [DOCS[d] for d in ("d1", "d2", "d3", "d4", "d5")])
+    assert [h.text for h in result.hits] == [r.passage for r in expected]
+    assert [h.rerank_score for h in result.hits] == pytest.approx([r.score for r in expected])
