@@ -83,8 +83,13 @@ class CrossEncoderReranker:
         chunk_overlap: Tokens shared by consecutive windows in ``"chunk"`` mode.
         cache_size: Entries in an LRU cache of scores keyed by (model, query, passage)
             hashes; 0 (the default) turns it off.
-        num_threads: CPU intra-op threads for torch; ``None`` leaves torch's default
-            (one per physical core).
+        backend: ``"torch"``, or ``"onnx"`` for an ONNX Runtime CPU session exported once and
+            cached (needs the ``[onnx]`` extra).
+        quantize: ``"int8"`` for dynamic int8 quantization (``backend="onnx"`` only).
+        cache_dir: Where ``backend="onnx"`` caches exports (default
+            ``$RERANK_PLUGINS_CACHE/onnx`` or ``~/.cache/rerank-plugins/onnx``).
+        num_threads: CPU intra-op threads for torch (or ONNX Runtime with ``backend="onnx"``);
+            ``None`` leaves the default (one per physical core).
         show_progress: Show a tqdm bar over batches.
     """
 
@@ -102,6 +107,8 @@ class CrossEncoderReranker:
         chunk_overlap: int = 64,
         cache_size: int = 0,
         backend: str = "torch",
+        quantize: Literal["int8"] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         num_threads: int | None = None,
         show_progress: bool = False,
         revision: str | None = None,
@@ -120,7 +127,9 @@ class CrossEncoderReranker:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if chunk_overlap < 0:
             raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
-        if num_threads is not None:
+        if quantize is not None and backend != "onnx":
+            raise ValueError(f"quantize={quantize!r} needs backend='onnx', got {backend!r}")
+        if num_threads is not None and backend != "onnx":
             import torch
 
             torch.set_num_threads(num_threads)
@@ -136,6 +145,11 @@ class CrossEncoderReranker:
             revision=revision,
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
+            **(
+                {"quantize": quantize, "cache_dir": cache_dir, "num_threads": num_threads}
+                if backend == "onnx"
+                else {}
+            ),
         )
         if self.backend.num_labels > 2:
             raise ValueError(
@@ -162,8 +176,9 @@ class CrossEncoderReranker:
             raise ValueError("max_tokens_per_batch must be >= 1")
         self.show_progress = show_progress
         self.cache = ScoreCache(cache_size)
+        backend_tag = f"{backend}-{quantize}" if quantize else backend
         self._cache_namespace = (
-            f"{self.model_name}|{backend}|{self.max_length}|{long_passages}|{chunk_overlap}"
+            f"{self.model_name}|{backend_tag}|{self.max_length}|{long_passages}|{chunk_overlap}"
         )
         # Fast tokenizers are not safe to call from several threads at once.
         self._tokenizer_lock = threading.Lock()
@@ -197,7 +212,11 @@ class CrossEncoderReranker:
             from .backends.torch_backend import TorchBackend
 
             return TorchBackend(source, **kwargs)
-        raise ValueError(f"backend must be 'torch', got {backend!r}")
+        if backend == "onnx":
+            from .backends.onnx_backend import OnnxBackend
+
+            return OnnxBackend(source, **kwargs)
+        raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
 
     def _model_limit(self) -> int:
         config = getattr(self.backend, "config", None)
@@ -313,7 +332,8 @@ class CrossEncoderReranker:
             return (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32)
         return raw
 
-    def _check_query_lengths(self, queries: list[str]) -> None:
+    def _check_query_lengths(self, queries: list[str]) -> int:
+        """Raise if a query leaves the passage too little room; return the longest query's tokens."""
         unique = list(dict.fromkeys(queries))
         with self._tokenizer_lock:
             encoded = self.tokenizer(unique, add_special_tokens=False)["input_ids"]
@@ -328,10 +348,11 @@ class CrossEncoderReranker:
                     f"{MIN_PASSAGE_TOKENS}. The query is never truncated: shorten it or raise "
                     "max_length."
                 )
+        return max((len(ids) for ids in encoded), default=0)
 
     def _encode(self, queries: list[str], passages: list[str]) -> tuple[Any, np.ndarray]:
         """Tokenize pairs (no padding); returns the encoding and the pair index of each row."""
-        self._check_query_lengths(queries)
+        longest_query = self._check_query_lengths(queries)
         chunk = self.long_passages == "chunk"
         kwargs: dict[str, Any] = {
             "truncation": "only_second",
@@ -340,12 +361,6 @@ class CrossEncoderReranker:
         }
         if chunk:
             special = self.tokenizer.num_special_tokens_to_add(pair=True)
-            longest_query = max(
-                len(ids)
-                for ids in self.tokenizer(list(dict.fromkeys(queries)), add_special_tokens=False)[
-                    "input_ids"
-                ]
-            )
             room = self.max_length - special - longest_query
             kwargs["return_overflowing_tokens"] = True
             kwargs["stride"] = min(self.chunk_overlap, max(room // 2, 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -14,6 +15,8 @@ import numpy as np
 
 from ._validation import check_query
 from .types import Hit
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -186,6 +189,8 @@ class RerankPipeline:
             ordered, reranked = head, False
             error = f"reranking failed: {type(exc).__name__}: {exc}"
         done = time.perf_counter()
+        if error is not None:
+            logger.warning("falling back to first-stage order: %s", error)
         return PipelineResult(
             query=query,
             hits=(ordered + tail)[: self.top_k],
@@ -249,6 +254,8 @@ class RerankPipeline:
             ordered, reranked = heads, False
             error = f"reranking failed: {type(exc).__name__}: {exc}"
         done = time.perf_counter()
+        if error is not None:
+            logger.warning("falling back to first-stage order for %d queries: %s", len(checked), error)
         share = 1.0 / len(checked)
         timings = {
             "retrieve_s": (retrieved - start) * share,

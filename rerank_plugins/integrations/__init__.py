@@ -37,7 +37,37 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
     return metadata
 
 
+def run_search(
+    retriever: Any,
+    query: str,
+    k: int,
+    *,
+    reranker: Any = None,
+    candidates: int | None = None,
+    pipeline_kwargs: dict[str, Any] | None = None,
+) -> list[Hit]:
+    """Retrieve ``k`` hits with the core retriever, or run the core pipeline with a reranker.
+
+    Without a reranker this is ``retriever.search(query, k=k)``; with one it is
+    ``RerankPipeline(retriever, reranker, top_k=k, candidates=...).run(query).hits``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if reranker is None:
+        return list(retriever.search(query, k=k))
+    from ..pipeline import RerankPipeline
+
+    kwargs: dict[str, Any] = dict(pipeline_kwargs or {})
+    if candidates is not None:
+        kwargs["candidates"] = max(candidates, k)
+    pipeline = RerankPipeline(retriever, reranker, top_k=k, **kwargs)
+    try:
+        return list(pipeline.run(query).hits)
+    finally:
+        pipeline.close()
+
+
 #: Metadata keys the adapters add; kept out of the text a model or an LLM sees.
 SCORE_KEYS = ("scores", "ranks", "retrieval_score", "relevance_score")
 
-__all__ = ["SCORE_KEYS", "hit_metadata"]
+__all__ = ["SCORE_KEYS", "hit_metadata", "run_search"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -35,19 +34,6 @@ class HashEmbedder:
 @pytest.fixture()
 def fake_embedder() -> HashEmbedder:
     return HashEmbedder()
-
-
-def read_corpus(scifact_dir: Path) -> tuple[list[str], list[str]]:
-    """Doc ids and "title text" strings in corpus.jsonl order (the order the cache is keyed by)."""
-    ids: list[str] = []
-    texts: list[str] = []
-    with open(scifact_dir / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                doc = json.loads(line)
-                ids.append(str(doc["_id"]))
-                texts.append((doc.get("title", "") + " " + doc.get("text", "")).strip())
-    return ids, texts
 
 
 def cached_embeddings(model_path: str, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
@@ -96,8 +82,16 @@ def minilm_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def scifact_corpus(scifact_dir: Path) -> tuple[list[str], list[str]]:
-    return read_corpus(scifact_dir)
+def scifact(scifact_dir: Path):
+    from rerank_plugins.evaluation.beir import load_beir
+
+    return load_beir(scifact_dir, split="test")
+
+
+@pytest.fixture(scope="session")
+def scifact_corpus(scifact) -> tuple[list[str], list[str]]:
+    """Doc ids and ``title + " " + text`` in corpus.jsonl order (the order the cache is keyed by)."""
+    return scifact.doc_texts()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,349 @@
+"""``rerank-plugins bench``: our pipeline against LangChain and LlamaIndex on the same data and models.
+
+Systems (all in one process, same corpus, same queries, same embedder and cross-encoder):
+
+* ``ours``: :class:`HybridRetriever` (bm25s + FAISS + RRF, or BM25 only) then
+  :class:`CrossEncoderReranker` through :class:`RerankPipeline`;
+* ``langchain``: ``BM25Retriever`` (rank-bm25) + a FAISS vector store over
+  ``HuggingFaceEmbeddings``, combined by ``EnsembleRetriever`` (weighted RRF), then
+  ``CrossEncoderReranker`` with ``HuggingFaceCrossEncoder``; every component at its defaults
+  except ``k`` (= ``candidates`` per retriever; the fused list is cut to ``candidates``);
+* ``llamaindex``: ``SentenceTransformerRerank`` over *our* first-stage candidates (a rerank-only
+  comparison: LlamaIndex has no BM25 in its core). It truncates pairs at its fixed 512 tokens;
+  when that differs from our window (the model's limit) the report says so in a note.
+
+Per query the systems run back to back in a rotating order, after one warm-up query each, so
+drift on a shared machine hits all of them alike. Missing peer packages are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .beir import BeirDataset
+from .metrics import ndcg_at_k
+from .runner import format_table, machine_info, percentiles_ms
+
+PEERS = ("langchain", "llamaindex")
+
+
+class _System:
+    """One contender: ``build()`` once, then ``query(q) -> (ranked ids, retrieve_s, rerank_s, pairs)``."""
+
+    name = ""
+    build_s = 0.0
+    notes: list[str]
+
+    def __init__(self) -> None:
+        self.notes = []
+
+    def build(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def query(self, query: str) -> tuple[list[str], float, float, int]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Ours(_System):
+    def __init__(
+        self,
+        ids,
+        texts,
+        *,
+        retriever,
+        embedder,
+        reranker_model,
+        candidates,
+        top_k,
+        batch_size,
+        max_length,
+    ) -> None:
+        super().__init__()
+        self.name = f"rerank-plugins ({retriever})"
+        self._args = (ids, texts, retriever, embedder, reranker_model)
+        self.candidates, self.top_k = candidates, top_k
+        self.batch_size, self.max_length = batch_size, max_length
+        self.pipeline: Any = None
+
+    def build(self) -> None:
+        from ..cross_encoder import CrossEncoderReranker
+        from ..hybrid import HybridRetriever
+        from ..pipeline import RerankPipeline
+
+        ids, texts, retriever, embedder, model = self._args
+        kwargs: dict[str, Any] = {}
+        if self.batch_size:
+            kwargs["batch_size"] = self.batch_size
+        if self.max_length:
+            kwargs["max_length"] = self.max_length
+        reranker = CrossEncoderReranker(model, device="cpu", **kwargs)
+        start = time.perf_counter()
+        first = HybridRetriever.from_texts(
+            texts,
+            ids=ids,
+            embedder=embedder,
+            show_progress=False,
+            retrievers=("bm25", "dense") if retriever == "hybrid" else ("bm25",),
+        )
+        self.build_s = time.perf_counter() - start
+        self.pipeline = RerankPipeline(
+            first, reranker, candidates=self.candidates, top_k=self.top_k
+        )
+
+    def candidates_for(self, query: str) -> tuple[list[Any], float]:
+        start = time.perf_counter()
+        hits = self.pipeline.retrieve(query)
+        return hits, time.perf_counter() - start
+
+    def query(self, query: str) -> tuple[list[str], float, float, int]:
+        result = self.pipeline.run(query)
+        # The retriever returns ``candidates`` hits whenever the index holds that many.
+        pairs = min(self.candidates, len(self.pipeline.retriever))
+        return (
+            [hit.id for hit in result.hits],
+            result.timings["retrieve_s"],
+            result.timings["rerank_s"],
+            pairs,
+        )
+
+
+class LangChainPeer(_System):
+    def __init__(
+        self, ids, texts, *, retriever, embedder, reranker_model, candidates, top_k
+    ) -> None:
+        super().__init__()
+        self.name = (
+            "langchain (BM25Retriever"
+            + (" + FAISS, EnsembleRetriever" if retriever == "hybrid" else "")
+            + ")"
+        )
+        self._args = (ids, texts, retriever, embedder, reranker_model)
+        self.candidates, self.top_k = candidates, top_k
+
+    def build(self) -> None:
+        from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+        from langchain_community.cross_encoders import HuggingFaceCrossEncoder
+        from langchain_community.retrievers import BM25Retriever
+
+        ids, texts, retriever, embedder, model = self._args
+        metadatas = [{"id": doc_id} for doc_id in ids]
+        self.compressor = CrossEncoderReranker(
+            model=HuggingFaceCrossEncoder(model_name=model, model_kwargs={"device": "cpu"}),
+            top_n=self.top_k,
+        )
+        start = time.perf_counter()
+        bm25 = BM25Retriever.from_texts(texts, metadatas=metadatas, k=self.candidates)
+        if retriever == "hybrid":
+            from langchain_classic.retrievers import EnsembleRetriever
+            from langchain_community.vectorstores import FAISS
+
+            store = FAISS.from_texts(texts, _langchain_embeddings(embedder), metadatas=metadatas)
+            dense = store.as_retriever(search_kwargs={"k": self.candidates})
+            self.retriever = EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
+        else:
+            self.retriever = bm25
+        self.build_s = time.perf_counter() - start
+
+    def query(self, query: str) -> tuple[list[str], float, float, int]:
+        start = time.perf_counter()
+        docs = self.retriever.invoke(query)[: self.candidates]
+        retrieved = time.perf_counter()
+        ranked = self.compressor.compress_documents(docs, query)
+        done = time.perf_counter()
+        return [d.metadata["id"] for d in ranked], retrieved - start, done - retrieved, len(docs)
+
+
+def _langchain_embeddings(embedder: Any) -> Any:
+    try:
+        from langchain_huggingface import HuggingFaceEmbeddings
+    except ImportError:
+        from langchain_community.embeddings import HuggingFaceEmbeddings
+    import warnings
+
+    with (
+        warnings.catch_warnings()
+    ):  # langchain_community's class is deprecated, still the common one
+        warnings.simplefilter("ignore")
+        return HuggingFaceEmbeddings(model_name=str(embedder), model_kwargs={"device": "cpu"})
+
+
+class LlamaIndexPeer(_System):
+    """SentenceTransformerRerank over our own first-stage candidates (rerank-only)."""
+
+    name = "llamaindex (SentenceTransformerRerank, our candidates)"
+
+    def __init__(self, ours: Ours, *, reranker_model, top_k) -> None:
+        super().__init__()
+        self.ours, self.model, self.top_k = ours, reranker_model, top_k
+
+    def build(self) -> None:
+        from llama_index.core.postprocessor import SentenceTransformerRerank
+
+        self.rerank = SentenceTransformerRerank(
+            model=str(self.model), top_n=self.top_k, device="cpu"
+        )
+        self.build_s = self.ours.build_s  # same index as ours
+        theirs = getattr(getattr(self.rerank, "_model", None), "max_length", None)
+        mine = getattr(getattr(self.ours.pipeline, "reranker", None), "max_length", None)
+        if theirs and mine and theirs != mine:
+            self.notes.append(
+                f"llamaindex: SentenceTransformerRerank truncates pairs at {theirs} tokens (its "
+                f"fixed default); ours uses {mine} (the model's limit), so scores and cost differ"
+            )
+
+    def query(self, query: str) -> tuple[list[str], float, float, int]:
+        from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+        hits, retrieve_s = self.ours.candidates_for(query)
+        nodes = [NodeWithScore(node=TextNode(text=h.text, id_=h.id), score=h.score) for h in hits]
+        start = time.perf_counter()
+        ranked = self.rerank.postprocess_nodes(nodes, query_bundle=QueryBundle(query))
+        return [n.node.node_id for n in ranked], retrieve_s, time.perf_counter() - start, len(nodes)
+
+
+def run_bench(
+    dataset: BeirDataset,
+    *,
+    reranker_model: str,
+    embedder: Any,
+    retriever: str = "hybrid",
+    queries: int = 20,
+    candidates: int = 30,
+    top_k: int = 10,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    peers: str | Sequence[str] = PEERS,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Build every system, run the same queries through each, return metrics, timings and a table."""
+    if isinstance(peers, str):
+        peers = [p.strip() for p in peers.split(",") if p.strip()]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise ValueError(f"unknown peers {unknown}; choose from {list(PEERS)}")
+    ids, texts = dataset.doc_texts()
+    chosen = dict(list(dataset.queries.items())[:queries])
+    qrels = {qid: dataset.qrels[qid] for qid in chosen}
+    notes: list[str] = []
+
+    ours = Ours(
+        ids,
+        texts,
+        retriever=retriever,
+        embedder=embedder,
+        reranker_model=reranker_model,
+        candidates=candidates,
+        top_k=top_k,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    log(f"building {ours.name} ...")
+    ours.build()  # our errors (bad model, missing extra) propagate: nothing to compare against
+    systems: list[_System] = [ours]
+    factories = {
+        "langchain": lambda: LangChainPeer(
+            ids,
+            texts,
+            retriever=retriever,
+            embedder=embedder,
+            reranker_model=reranker_model,
+            candidates=candidates,
+            top_k=top_k,
+        ),
+        "llamaindex": lambda: LlamaIndexPeer(ours, reranker_model=reranker_model, top_k=top_k),
+    }
+    for peer in peers:
+        system = factories[peer]()
+        log(f"building {system.name} ...")
+        try:
+            system.build()
+        except ImportError as error:
+            notes.append(
+                f'{peer} skipped: {error} (pip install "rerank-plugins[peers]" / llama-index-core)'
+            )
+            continue
+        systems.append(system)
+        notes.extend(system.notes)
+    if batch_size or max_length:
+        notes.append("--batch-size/--max-length apply to ours only; peers run at their defaults")
+
+    for system in systems:  # warm-up: first-call costs (lazy loads, allocations) not timed
+        system.query(next(iter(chosen.values())))
+    records: dict[str, dict[str, Any]] = {
+        s.name: {"run": {}, "total": [], "retrieve": [], "rerank": [], "pairs": 0} for s in systems
+    }
+    log(f"running {len(chosen)} queries through {len(systems)} systems ...")
+    for number, (qid, query) in enumerate(chosen.items()):
+        shift = number % len(systems)
+        for system in systems[shift:] + systems[:shift]:
+            ranked, retrieve_s, rerank_s, pairs = system.query(query)
+            rec = records[system.name]
+            rec["run"][qid] = {doc: float(len(ranked) - i) for i, doc in enumerate(ranked)}
+            rec["retrieve"].append(retrieve_s)
+            rec["rerank"].append(rerank_s)
+            rec["total"].append(retrieve_s + rerank_s)
+            rec["pairs"] += pairs
+
+    results = []
+    for system in systems:
+        rec = records[system.name]
+        rerank_total = float(np.sum(rec["rerank"]))
+        results.append(
+            {
+                "system": system.name,
+                "ndcg@10": ndcg_at_k(rec["run"], qrels, 10),
+                "index_build_s": system.build_s,
+                "query_ms": percentiles_ms(rec["total"]),
+                "retrieve_ms": percentiles_ms(rec["retrieve"]),
+                "rerank_ms": percentiles_ms(rec["rerank"]),
+                "rerank_pairs": rec["pairs"],
+                "rerank_pairs_per_s": rec["pairs"] / rerank_total if rerank_total > 0 else 0.0,
+            }
+        )
+    base = results[0]
+
+    def ratio(value: float, reference: float) -> str:
+        return f"{value / reference:.2f}x" if reference > 0 else "-"
+
+    header = (
+        "system",
+        "NDCG@10",
+        "index build s",
+        "query p50/p95 ms",
+        "rerank pairs/s",
+        "build vs ours",
+        "p50 vs ours",
+        "pairs/s vs ours",
+    )
+    body = [
+        [
+            r["system"],
+            f"{r['ndcg@10']:.4f}",
+            f"{r['index_build_s']:.2f}",
+            f"{r['query_ms']['p50']:.1f} / {r['query_ms']['p95']:.1f}",
+            f"{r['rerank_pairs_per_s']:.1f}",
+            ratio(r["index_build_s"], base["index_build_s"]),
+            ratio(r["query_ms"]["p50"], base["query_ms"]["p50"]),
+            ratio(r["rerank_pairs_per_s"], base["rerank_pairs_per_s"]),
+        ]
+        for r in results
+    ]
+    return {
+        "settings": {
+            "retriever": retriever,
+            "reranker": str(reranker_model),
+            "embedder": str(embedder) if retriever == "hybrid" else None,
+            "queries": len(chosen),
+            "candidates": candidates,
+            "top_k": top_k,
+            "documents": len(ids),
+        },
+        "results": results,
+        "notes": notes,
+        "machine": machine_info(),
+        "table": format_table(header, body),
+    }

@@ -1,0 +1,59 @@
+"""Shared test data for the adapter tests: a tiny corpus, a fake embedder, the core index."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+
+_TOKEN = re.compile(r"\w+")
+
+CORPUS = [
+    ("d01", "vitamin d deficiency is associated with increased risk of heart disease", "cardio"),
+    ("d02", "vitamin d treatment reduced the risk of death in clinical trial patients", "cardio"),
+    ("d03", "the tumor growth in mice was decreased by the drug therapy", "oncology"),
+    (
+        "d04",
+        "cancer cells with the gene mutation had higher expression of the receptor",
+        "oncology",
+    ),
+    ("d05", "stem cells in brain tissue lead to growth of new cells", "neuro"),
+    ("d06", "the virus infection caused an immune response in human blood cells", "immunology"),
+    ("d07", "bacteria in the blood cause infection and increased immune activity", "immunology"),
+    ("d08", "dna and rna levels were lower in cells with the mutation", "genetics"),
+    ("d09", "the protein pathway signal is not associated with disease risk", "genetics"),
+    ("d10", "heart disease patients with lower vitamin d levels had higher death risk", "cardio"),
+    ("d11", "drug treatment of brain tumor in human patients reduced tumor growth", "oncology"),
+    ("d12", "immune cells and virus infection in mice model of disease", "immunology"),
+]
+QUERY = "does vitamin d deficiency increase heart disease risk"
+
+
+class HashEmbedder:
+    """Deterministic hashed bag-of-words embedder (L2-normalised); no model, instant."""
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in _TOKEN.findall(text.lower()):
+                digest = hashlib.blake2b(token.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest, "little") % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+def build_core_retriever():
+    """The real core hybrid retriever over CORPUS with the fake embedder."""
+    from rerank_plugins.hybrid import HybridRetriever
+
+    return HybridRetriever.from_texts(
+        [text for _, text, _ in CORPUS],
+        ids=[doc_id for doc_id, _, _ in CORPUS],
+        metadatas=[{"topic": topic, "source": f"{doc_id}.txt"} for doc_id, _, topic in CORPUS],
+        embedder=HashEmbedder(),
+        show_progress=False,
+    )

@@ -1,0 +1,404 @@
+"""End-to-end tests of the ``rerank-plugins`` command line on a tiny BEIR fixture and tiny models."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rerank_plugins import cli
+
+# Words in the tiny models' vocabulary (see conftest.build_tiny_cross_encoder).
+_VOCAB_TEXT = (
+    "cell cells protein gene genes cancer tumor patients disease risk study effect increased "
+    "decreased level levels blood brain heart vitamin d deficiency treatment therapy drug "
+    "mice human expression activity response immune infection virus bacteria dna rna "
+    "mutation receptor pathway signal growth death stem tissue model clinical trial"
+)
+WORDS = _VOCAB_TEXT.split()
+
+pytest.importorskip("bm25s")
+pytest.importorskip("faiss")
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 documents, 5 test queries (each with 1-2 relevant documents), BEIR layout."""
+    rng = random.Random(7)
+    root = tmp_path_factory.mktemp("tiny-beir")
+    (root / "qrels").mkdir()
+    docs = [
+        {"_id": f"doc{i}", "title": _sentence(rng, 3), "text": _sentence(rng, 25)}
+        for i in range(30)
+    ]
+    with (root / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for doc in docs:
+            handle.write(json.dumps(doc) + "\n")
+    queries, qrels = [], []
+    for q in range(6):
+        target = docs[q * 4]
+        words = (target["title"] + " " + target["text"]).split()
+        queries.append({"_id": f"q{q}", "text": " ".join(words[2:8])})
+        if q < 5:  # q5 is unjudged: load_beir must leave it out of the test split
+            qrels.append((f"q{q}", target["_id"], 1))
+            if q % 2:
+                qrels.append((f"q{q}", docs[q * 4 + 1]["_id"], 2))
+    with (root / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for query in queries:
+            handle.write(json.dumps(query) + "\n")
+    lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t{s}" for q, d, s in qrels)]
+    (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder_path(tiny_ce_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT + mean pooling saved as a sentence-transformers model."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny-embedder")
+    bert_dir = root / "bert"
+    tokenizer = BertTokenizerFast.from_pretrained(tiny_ce_path)
+    tokenizer.save_pretrained(bert_dir)
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(bert_dir)
+    transformer = models.Transformer(str(bert_dir), max_seq_length=64)
+    dim = (
+        getattr(transformer, "get_embedding_dimension", None)
+        or transformer.get_word_embedding_dimension
+    )
+    pooling = models.Pooling(dim(), pooling_mode="mean")
+    out = root / "st"
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(out))
+    return out
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_eval_hybrid_writes_json_and_plot(
+    beir_dir: Path, tiny_ce_path: Path, tiny_embedder_path: Path, tmp_path: Path, capsys
+) -> None:
+    pytest.importorskip("matplotlib")
+    out, plot = tmp_path / "res" / "results.json", tmp_path / "tradeoff.png"
+    code, stdout, stderr = _run(
+        capsys,
+        "eval",
+        "--data",
+        str(beir_dir),
+        "--retriever",
+        "hybrid",
+        "--reranker",
+        str(tiny_ce_path),
+        "--embedder",
+        str(tiny_embedder_path),
+        "--candidates",
+        "8",
+        "--rerank-top",
+        "2,5,50",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "64",
+        "--out",
+        str(out),
+        "--plot",
+        str(plot),
+        "--quiet",
+    )
+    assert code == 0, stderr
+    assert "NDCG@10" in stdout and "hybrid + rerank@5" in stdout and "rerank p50/p95 ms" in stdout
+    data = json.loads(out.read_text())
+    assert set(data) >= {"settings", "dataset", "results", "timings", "machine"}
+    s = data["settings"]
+    assert s["retriever"] == "hybrid" and s["candidates"] == 8 and s["queries"] == 5
+    assert s["rerank_top"] == [2, 5, 8]  # 50 is clipped to the candidate count
+    assert s["batch_size"] == 4 and s["max_length"] == 64 and s["latency"] == "measured"
+    assert data["dataset"]["documents"] == 30
+    rows = data["results"]
+    assert [r["depth"] for r in rows] == [0, 2, 5, 8]
+    assert rows[0]["setting"] == "hybrid"
+    for row in rows:
+        for value in row["metrics"].values():
+            assert 0.0 <= value <= 1.0
+        lat = row["latency_ms"]
+        assert lat["retrieve"]["p50"] > 0
+        assert lat["retrieve"]["p95"] >= lat["retrieve"]["p50"]
+        if row["depth"]:
+            assert lat["rerank"]["p50"] > 0
+            assert lat["total"]["p50"] >= lat["rerank"]["p50"]
+        else:
+            assert lat["rerank"]["p50"] == 0
+    # Reranking only reorders the candidates: recall@100 (all 8 candidates) cannot change.
+    assert len({r["metrics"]["recall@100"] for r in rows}) == 1
+    # Queries are copies of their target document's words, so the first stage finds them.
+    assert rows[0]["metrics"]["recall@10"] > 0.5
+    assert data["timings"]["index_build_s"] > 0
+    assert data["machine"]["python"] and data["machine"]["cpu_count"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_first_stage_only_without_reranker(beir_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bm25.json"
+    code, stdout, stderr = _run(
+        capsys,
+        "eval",
+        "--data",
+        str(beir_dir),
+        "--retriever",
+        "bm25",
+        "--queries",
+        "3",
+        "--latency",
+        "estimated",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0, stderr
+    data = json.loads(out.read_text())
+    assert [r["depth"] for r in data["results"]] == [0]
+    assert data["settings"]["queries"] == 3 and data["settings"]["reranker"] is None
+    assert "rerank@" not in stdout
+
+
+def test_eval_estimated_latency(beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "est.json"
+    code, _, stderr = _run(
+        capsys,
+        "eval",
+        "--data",
+        str(beir_dir),
+        "--retriever",
+        "bm25",
+        "--reranker",
+        str(tiny_ce_path),
+        "--candidates",
+        "10",
+        "--rerank-top",
+        "5,10",
+        "--latency",
+        "estimated",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0, stderr
+    rows = json.loads(out.read_text())["results"]
+    # depth 5's time is the depth-10 call's time scaled by its token share (< all of it)
+    assert 0 < rows[1]["latency_ms"]["rerank"]["mean"] <= rows[2]["latency_ms"]["rerank"]["mean"]
+
+
+def test_bad_data_dir_exits_2(tmp_path: Path, capsys) -> None:
+    code, _stdout, stderr = _run(capsys, "eval", "--data", str(tmp_path / "nope"))
+    assert code == 2
+    assert "error:" in stderr and "not found" in stderr and "Traceback" not in stderr
+
+
+def test_data_dir_without_qrels_exits_2(beir_dir: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = _run(capsys, "eval", "--data", str(beir_dir), "--split", "dev")
+    assert code == 2
+    assert "qrels" in stderr and "dev.tsv" in stderr
+
+
+def test_bad_reranker_path_exits_2(beir_dir: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = _run(
+        capsys,
+        "eval",
+        "--data",
+        str(beir_dir),
+        "--retriever",
+        "bm25",
+        "--reranker",
+        str(tmp_path / "missing-model"),
+    )
+    assert code == 2
+    assert "error:" in stderr and "does not exist" in stderr and "Traceback" not in stderr
+
+
+def test_bad_embedder_path_exits_2(beir_dir: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = _run(
+        capsys,
+        "eval",
+        "--data",
+        str(beir_dir),
+        "--retriever",
+        "dense",
+        "--embedder",
+        str(tmp_path / "missing-embedder"),
+        "--quiet",
+    )
+    assert code == 2
+    assert "error:" in stderr and "missing-embedder" in stderr
+
+
+def test_bad_rerank_top_is_a_usage_error(beir_dir: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["eval", "--data", str(beir_dir), "--rerank-top", "10,x"])
+    assert info.value.code == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_demo_on_beir_dir(
+    beir_dir: Path, tiny_ce_path: Path, tiny_embedder_path: Path, capsys
+) -> None:
+    code, stdout, stderr = _run(
+        capsys,
+        "demo",
+        "--data",
+        str(beir_dir),
+        "--reranker",
+        str(tiny_ce_path),
+        "--embedder",
+        str(tiny_embedder_path),
+        "--queries",
+        "2",
+        "--top-k",
+        "3",
+        "--candidates",
+        "10",
+        "--rerank-top",
+        "5",
+        "--limit",
+        "10",
+    )
+    assert code == 0, stderr
+    assert "[1]" in stdout and "[2]" in stdout and "[3]" not in stdout
+    assert stdout.count("first-stage") == 6
+    assert "timings: retrieve" in stdout and "rerank" in stdout
+    assert "bm25 + dense" in stdout
+
+
+def test_demo_on_corpus_file_with_own_query(
+    tmp_path: Path, tiny_ce_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(cli, "default_embedder", lambda: None)  # BM25 only
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"_id": f"p{i}", "text": t})
+            for i, t in enumerate(
+                [
+                    "vitamin d deficiency and bone risk",
+                    "immune response to virus infection",
+                    "stem cell growth in tissue",
+                    "gene expression in cancer cells",
+                ]
+            )
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    code, stdout, stderr = _run(
+        capsys,
+        "demo",
+        "--data",
+        str(corpus),
+        "--reranker",
+        str(tiny_ce_path),
+        "--query",
+        "virus infection",
+        "--top-k",
+        "2",
+    )
+    assert code == 0, stderr
+    assert "virus infection" in stdout and "p1" in stdout
+    assert "(4 documents indexed, bm25)" in stdout
+
+
+def test_demo_bad_reranker_exits_2(beir_dir: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = _run(
+        capsys, "demo", "--data", str(beir_dir), "--reranker", str(tmp_path / "x" / "y")
+    )
+    assert code == 2 and "error:" in stderr
+
+
+def test_default_models_respect_env(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RERANK_PLUGINS_CE_MODEL", str(tmp_path))
+    assert cli.default_reranker() == str(tmp_path)
+    monkeypatch.delenv("RERANK_PLUGINS_CE_MODEL")
+    assert cli.default_reranker()  # shared model path or the hub id
+
+
+def test_python_dash_m_help_and_error_without_traceback(tmp_path: Path) -> None:
+    help_run = subprocess.run(
+        [sys.executable, "-m", "rerank_plugins", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert help_run.returncode == 0
+    assert "demo" in help_run.stdout and "eval" in help_run.stdout and "bench" in help_run.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "rerank_plugins", "eval", "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_bench_runs_ours_and_peers(
+    beir_dir: Path, tiny_ce_path: Path, tiny_embedder_path: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "bench.json"
+    code, stdout, stderr = _run(
+        capsys,
+        "bench",
+        "--data",
+        str(beir_dir),
+        "--reranker",
+        str(tiny_ce_path),
+        "--embedder",
+        str(tiny_embedder_path),
+        "--queries",
+        "3",
+        "--candidates",
+        "6",
+        "--out",
+        str(out),
+    )
+    assert code == 0, stderr
+    data = json.loads(out.read_text())
+    systems = [r["system"] for r in data["results"]]
+    assert systems[0].startswith("rerank-plugins")
+    for r in data["results"]:
+        assert 0.0 <= r["ndcg@10"] <= 1.0
+        assert r["rerank_pairs"] == 3 * 6 and r["rerank_pairs_per_s"] > 0
+        assert r["query_ms"]["p95"] >= r["query_ms"]["p50"] > 0
+    import importlib.util
+
+    installed = {
+        "langchain": all(
+            importlib.util.find_spec(m)
+            for m in ("langchain_classic", "langchain_community", "rank_bm25")
+        ),
+        "llamaindex": importlib.util.find_spec("llama_index") is not None,
+    }
+    skipped = " ".join(data["notes"])
+    for peer, present in installed.items():
+        ran = any(s.startswith(peer) for s in systems)
+        assert ran if present else f"{peer} skipped" in skipped
+    assert "vs ours" in stdout and "1.00x" in stdout
