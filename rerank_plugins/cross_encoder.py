@@ -278,6 +278,7 @@ class CrossEncoderReranker:
         Ties keep input order.
         """
         top_n = check_top_n(top_n)
+        passages = check_passages(passages)  # a generator is consumed once, here
         scores = self.score(query, passages)
         return _ranked(scores, passages, top_n, score_threshold)
 

@@ -24,6 +24,33 @@ def _text(rng: random.Random, n_words: int) -> str:
 
 
 @pytest.fixture(scope="module")
+def ce_path(tiny_ce_path, tmp_path_factory) -> Path:
+    """The conftest's tiny model re-initialised with large weights (initializer_range=0.5).
+
+    The default init gives nearly constant scores (spread ~1e-5), which would make order and
+    batching checks vacuous; this one spreads scores over a few logits.
+    """
+    import shutil
+
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("tiny-ce-wide")
+    config = AutoConfig.from_pretrained(tiny_ce_path)
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).eval().save_pretrained(directory)
+    for item in Path(tiny_ce_path).iterdir():
+        if item.is_file() and item.name not in ("config.json", "model.safetensors"):
+            shutil.copy(item, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reranker(ce_path) -> CrossEncoderReranker:
+    return CrossEncoderReranker(ce_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def passages() -> list[str]:
     rng = random.Random(7)
     lengths = [1, 3, 90, 5, 40, 2, 120, 8, 60, 1, 25, 200, 4, 15, 33, 7, 70, 11]
@@ -35,25 +62,25 @@ def _alone(reranker: CrossEncoderReranker, query: str, passages: list[str]) -> n
 
 
 # ---------------------------------------------------------------------- order and batching
-def test_scores_follow_input_order_for_shuffled_mixed_lengths(tiny_reranker, passages):
-    expected = _alone(tiny_reranker, QUERY, passages)
-    together = tiny_reranker.score(QUERY, passages)
+def test_scores_follow_input_order_for_shuffled_mixed_lengths(reranker, passages):
+    expected = _alone(reranker, QUERY, passages)
+    together = reranker.score(QUERY, passages)
     assert together.dtype == np.float32 and together.shape == (len(passages),)
     np.testing.assert_allclose(together, expected, atol=1e-5)
     for seed in range(3):
         order = list(range(len(passages)))
         random.Random(seed).shuffle(order)
-        shuffled = tiny_reranker.score(QUERY, [passages[i] for i in order])
+        shuffled = reranker.score(QUERY, [passages[i] for i in order])
         np.testing.assert_allclose(shuffled, expected[order], atol=1e-5)
 
 
 @pytest.mark.parametrize(
     ("batch_size", "max_tokens"), [(1, None), (3, None), (32, None), (32, 40), (4, 1)]
 )
-def test_batching_does_not_change_scores(tiny_ce_path, tiny_reranker, passages, batch_size, max_tokens):
-    reference = tiny_reranker.score(QUERY, passages)
+def test_batching_does_not_change_scores(ce_path, reranker, passages, batch_size, max_tokens):
+    reference = reranker.score(QUERY, passages)
     reranker = CrossEncoderReranker(
-        tiny_ce_path, device="cpu", batch_size=batch_size, max_tokens_per_batch=max_tokens
+        ce_path, device="cpu", batch_size=batch_size, max_tokens_per_batch=max_tokens
     )
     np.testing.assert_allclose(reranker.score(QUERY, passages), reference, atol=1e-5)
 
@@ -82,8 +109,8 @@ def test_plan_batches_empty_and_ties_stable():
 
 
 # ---------------------------------------------------------------------- rerank semantics
-def test_rerank_returns_every_passage_once_best_first(tiny_reranker, passages):
-    results = tiny_reranker.rerank(QUERY, passages)
+def test_rerank_returns_every_passage_once_best_first(reranker, passages):
+    results = reranker.rerank(QUERY, passages)
     assert all(isinstance(r, RerankResult) for r in results)
     assert sorted(r.index for r in results) == list(range(len(passages)))
     assert all(r.passage == passages[r.index] for r in results)
@@ -91,31 +118,31 @@ def test_rerank_returns_every_passage_once_best_first(tiny_reranker, passages):
     assert scores == sorted(scores, reverse=True)
     np.testing.assert_allclose(
         [r.score for r in sorted(results, key=lambda r: r.index)],
-        tiny_reranker.score(QUERY, passages),
+        reranker.score(QUERY, passages),
         atol=1e-6,
     )
 
 
-def test_top_n_bounds(tiny_reranker, passages):
-    full = tiny_reranker.rerank(QUERY, passages)
-    assert tiny_reranker.rerank(QUERY, passages, top_n=len(passages) + 10) == full
-    assert tiny_reranker.rerank(QUERY, passages, top_n=3) == full[:3]
-    assert tiny_reranker.rerank(QUERY, passages, top_n=0) == []
+def test_top_n_bounds(reranker, passages):
+    full = reranker.rerank(QUERY, passages)
+    assert reranker.rerank(QUERY, passages, top_n=len(passages) + 10) == full
+    assert reranker.rerank(QUERY, passages, top_n=3) == full[:3]
+    assert reranker.rerank(QUERY, passages, top_n=0) == []
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(ValueError, match="top_n"):
-            tiny_reranker.rerank(QUERY, passages, top_n=bad)
+            reranker.rerank(QUERY, passages, top_n=bad)
 
 
-def test_ties_keep_input_order(tiny_reranker):
+def test_ties_keep_input_order(reranker):
     same = ["cell growth", "brain", "cell growth", "cell growth"]
-    results = tiny_reranker.rerank(QUERY, same)
+    results = reranker.rerank(QUERY, same)
     tied = [r.index for r in results if r.passage == "cell growth"]
     assert tied == [0, 2, 3]
 
 
-def test_sigmoid_scores_and_threshold(tiny_ce_path, tiny_reranker, passages):
-    sig = CrossEncoderReranker(tiny_ce_path, device="cpu", activation="sigmoid")
-    raw = tiny_reranker.score(QUERY, passages)
+def test_sigmoid_scores_and_threshold(ce_path, reranker, passages):
+    sig = CrossEncoderReranker(ce_path, device="cpu", activation="sigmoid")
+    raw = reranker.score(QUERY, passages)
     probs = sig.score(QUERY, passages)
     assert np.all((probs > 0) & (probs < 1))
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-raw.astype(np.float64))), atol=1e-6)
@@ -129,46 +156,46 @@ def test_sigmoid_scores_and_threshold(tiny_ce_path, tiny_reranker, passages):
         sig.rerank(QUERY, passages, score_threshold=float("nan"))
 
 
-def test_rerank_many_matches_per_query(tiny_reranker, passages):
+def test_rerank_many_matches_per_query(reranker, passages):
     queries = [QUERY, "immune response to virus infection", "heart disease"]
     lists = [passages, passages[3:9][::-1], []]
-    together = tiny_reranker.rerank_many(queries, lists, top_n=5)
+    together = reranker.rerank_many(queries, lists, top_n=5)
     assert len(together) == 3 and together[2] == []
     for query, plist, got in zip(queries, lists, together, strict=True):
-        alone = tiny_reranker.rerank(query, plist, top_n=5)
+        alone = reranker.rerank(query, plist, top_n=5)
         assert [r.index for r in got] == [r.index for r in alone]
         np.testing.assert_allclose([r.score for r in got], [r.score for r in alone], atol=1e-5)
     with pytest.raises(ValueError, match="2 queries but 1"):
-        tiny_reranker.rerank_many(queries[:2], lists[:1])
+        reranker.rerank_many(queries[:2], lists[:1])
     with pytest.raises(TypeError, match=r"passage_lists\[1\]\[0\]"):
-        tiny_reranker.rerank_many(queries[:2], [["a"], [None]])
+        reranker.rerank_many(queries[:2], [["a"], [None]])
 
 
-def test_score_pairs_matches_score(tiny_reranker, passages):
+def test_score_pairs_matches_score(reranker, passages):
     pairs = [(QUERY, p) for p in passages[:6]] + [("heart disease", p) for p in passages[:6]]
-    got = tiny_reranker.score_pairs(pairs)
-    np.testing.assert_allclose(got[:6], tiny_reranker.score(QUERY, passages[:6]), atol=1e-5)
-    np.testing.assert_allclose(got[6:], tiny_reranker.score("heart disease", passages[:6]), atol=1e-5)
-    assert tiny_reranker.score_pairs([]).shape == (0,)
+    got = reranker.score_pairs(pairs)
+    np.testing.assert_allclose(got[:6], reranker.score(QUERY, passages[:6]), atol=1e-5)
+    np.testing.assert_allclose(got[6:], reranker.score("heart disease", passages[:6]), atol=1e-5)
+    assert reranker.score_pairs([]).shape == (0,)
     with pytest.raises(TypeError, match=r"pairs\[1\]"):
-        tiny_reranker.score_pairs([(QUERY, "a"), (QUERY,)])
+        reranker.score_pairs([(QUERY, "a"), (QUERY,)])
     with pytest.raises(TypeError, match=r"pairs\[0\]\[1\]"):
-        tiny_reranker.score_pairs([(QUERY, 3)])
+        reranker.score_pairs([(QUERY, 3)])
     with pytest.raises(ValueError, match=r"pairs\[0\]\[0\]"):
-        tiny_reranker.score_pairs([("  ", "a")])
+        reranker.score_pairs([("  ", "a")])
 
 
 # ---------------------------------------------------------------------- long passages
 @pytest.fixture(scope="module")
-def chunker(tiny_ce_path):
+def chunker(ce_path):
     return CrossEncoderReranker(
-        tiny_ce_path, device="cpu", max_length=48, long_passages="chunk", chunk_overlap=8
+        ce_path, device="cpu", max_length=48, long_passages="chunk", chunk_overlap=8
     )
 
 
 @pytest.fixture(scope="module")
-def truncator(tiny_ce_path):
-    return CrossEncoderReranker(tiny_ce_path, device="cpu", max_length=48)
+def truncator(ce_path):
+    return CrossEncoderReranker(ce_path, device="cpu", max_length=48)
 
 
 def test_chunk_equals_truncate_for_short_passages(chunker, truncator):
@@ -223,35 +250,35 @@ def test_chunk_never_below_truncate_because_first_window_is_the_truncated_pair(
     np.testing.assert_allclose(chunked[short], truncated[short], atol=1e-5)
 
 
-def test_query_is_never_truncated(tiny_reranker, chunker):
+def test_query_is_never_truncated(reranker, chunker):
     long_query = " ".join(["vitamin"] * 200)
-    for reranker in (tiny_reranker, chunker):
+    for model in (reranker, chunker):
         with pytest.raises(ValueError, match="never truncated") as info:
-            reranker.score(long_query, ["cell"])
+            model.score(long_query, ["cell"])
         assert "max_length" in str(info.value)
     # A query that leaves the passage its minimum room is fine, and stays whole.
-    room = tiny_reranker.max_length - 3 - 16
+    room = reranker.max_length - 3 - 16
     ok_query = " ".join(["vitamin"] * room)
-    encoding, _ = tiny_reranker._encode([ok_query], [" ".join(["cell"] * 300)])
+    encoding, _ = reranker._encode([ok_query], [" ".join(["cell"] * 300)])
     assert encoding.sequence_ids(0).count(0) == room
 
 
 # ---------------------------------------------------------------------- bad inputs
-def test_bad_queries_and_passages(tiny_reranker):
+def test_bad_queries_and_passages(reranker):
     for query in ("", "   \n\t"):
         with pytest.raises(ValueError, match="query is empty"):
-            tiny_reranker.rerank(query, ["a"])
+            reranker.rerank(query, ["a"])
     with pytest.raises(TypeError, match="query must be a str"):
-        tiny_reranker.rerank(None, ["a"])  # type: ignore[arg-type]
+        reranker.rerank(None, ["a"])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"passages\[2\] must be a str, got int"):
-        tiny_reranker.rerank(QUERY, ["a", "b", 3])  # type: ignore[list-item]
+        reranker.rerank(QUERY, ["a", "b", 3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="not a single str"):
-        tiny_reranker.rerank(QUERY, "a passage")  # type: ignore[arg-type]
-    assert tiny_reranker.rerank(QUERY, []) == []
-    empty = tiny_reranker.score(QUERY, [])
+        reranker.rerank(QUERY, "a passage")  # type: ignore[arg-type]
+    assert reranker.rerank(QUERY, []) == []
+    empty = reranker.score(QUERY, [])
     assert empty.shape == (0,) and empty.dtype == np.float32
     # Generators are accepted; empty passages are scored, not rejected.
-    assert len(tiny_reranker.rerank(QUERY, (p for p in ["a", ""]))) == 2
+    assert len(reranker.rerank(QUERY, (p for p in ["a", ""]))) == 2
 
 
 def test_missing_model_paths(tmp_path):
@@ -274,7 +301,7 @@ def test_missing_model_paths(tmp_path):
     assert issubclass(ModelNotFoundError, OSError)
 
 
-def test_bad_settings(tiny_ce_path):
+def test_bad_settings(ce_path):
     cases = [
         ({"max_length": 4096}, "exceeds the model's limit of 128"),
         ({"max_length": 8}, "too small"),
@@ -288,29 +315,29 @@ def test_bad_settings(tiny_ce_path):
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
-            CrossEncoderReranker(tiny_ce_path, device="cpu", **kwargs)
+            CrossEncoderReranker(ce_path, device="cpu", **kwargs)
 
 
-def test_device_and_dtype_resolution(tiny_ce_path, tiny_reranker):
-    auto = CrossEncoderReranker(tiny_ce_path, device="auto", dtype="auto")
+def test_device_and_dtype_resolution(ce_path, reranker):
+    auto = CrossEncoderReranker(ce_path, device="auto", dtype="auto")
     if not torch.cuda.is_available():
         assert auto.device in ("cpu", "mps")
     if auto.device == "cpu":
         assert auto.backend.dtype == torch.float32
-    assert tiny_reranker.device == "cpu"
-    assert next(tiny_reranker.backend.model.parameters()).dtype == torch.float32
-    assert "device='cpu'" in repr(tiny_reranker)
-    bf16 = CrossEncoderReranker(tiny_ce_path, device="cpu", dtype="bfloat16")
+    assert reranker.device == "cpu"
+    assert next(reranker.backend.model.parameters()).dtype == torch.float32
+    assert "device='cpu'" in repr(reranker)
+    bf16 = CrossEncoderReranker(ce_path, device="cpu", dtype="bfloat16")
     assert bf16.backend.dtype == torch.bfloat16
     scores = bf16.score(QUERY, ["cell growth", "brain"])
     assert scores.dtype == np.float32
-    np.testing.assert_allclose(scores, tiny_reranker.score(QUERY, ["cell growth", "brain"]), atol=0.1)
+    np.testing.assert_allclose(scores, reranker.score(QUERY, ["cell growth", "brain"]), atol=0.1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CUDA-missing error")
-def test_cuda_requested_without_cuda(tiny_ce_path):
+def test_cuda_requested_without_cuda(ce_path):
     with pytest.raises(ValueError, match="CUDA is not available"):
-        CrossEncoderReranker(tiny_ce_path, device="cuda")
+        CrossEncoderReranker(ce_path, device="cuda")
 
 
 # ---------------------------------------------------------------------- labels
@@ -335,8 +362,8 @@ def test_more_than_two_labels_rejected(tmp_path):
 
 
 # ---------------------------------------------------------------------- cache
-def test_cache_hits_and_identical_results(tiny_ce_path, passages):
-    reranker = CrossEncoderReranker(tiny_ce_path, device="cpu", cache_size=1000)
+def test_cache_hits_and_identical_results(ce_path, passages):
+    reranker = CrossEncoderReranker(ce_path, device="cpu", cache_size=1000)
     first = reranker.rerank(QUERY, passages)
     assert reranker.cache.hits == 0 and reranker.cache.misses == len(passages)
     second = reranker.rerank(QUERY, passages)
@@ -347,13 +374,13 @@ def test_cache_hits_and_identical_results(tiny_ce_path, passages):
     assert reranker.cache.misses == len(passages) + 2
 
 
-def test_cache_off_by_default(tiny_reranker, passages):
-    tiny_reranker.score(QUERY, passages)
-    assert tiny_reranker.cache.maxsize == 0 and len(tiny_reranker.cache) == 0
+def test_cache_off_by_default(reranker, passages):
+    reranker.score(QUERY, passages)
+    assert reranker.cache.maxsize == 0 and len(reranker.cache) == 0
 
 
-def test_cache_lru_eviction(tiny_ce_path):
-    reranker = CrossEncoderReranker(tiny_ce_path, device="cpu", cache_size=2)
+def test_cache_lru_eviction(ce_path):
+    reranker = CrossEncoderReranker(ce_path, device="cpu", cache_size=2)
     reranker.score(QUERY, ["a", "b"])
     reranker.score(QUERY, ["a"])  # refresh "a": "b" is now least recent
     reranker.score(QUERY, ["c"])  # evicts "b"
@@ -366,20 +393,20 @@ def test_cache_lru_eviction(tiny_ce_path):
     assert reranker.cache.misses == misses + 1
 
 
-def test_cache_stores_raw_scores_activation_applied_after(tiny_ce_path):
-    sig = CrossEncoderReranker(tiny_ce_path, device="cpu", cache_size=10, activation="sigmoid")
+def test_cache_stores_raw_scores_activation_applied_after(ce_path):
+    sig = CrossEncoderReranker(ce_path, device="cpu", cache_size=10, activation="sigmoid")
     first = sig.score(QUERY, ["cell", "brain"])
     second = sig.score(QUERY, ["cell", "brain"])
     np.testing.assert_array_equal(first, second)
     assert np.all((second > 0) & (second < 1))
 
 
-def test_concurrent_calls_match_sequential(tiny_ce_path, passages):
-    reranker = CrossEncoderReranker(tiny_ce_path, device="cpu", cache_size=64, batch_size=4)
+def test_concurrent_calls_match_sequential(ce_path, passages):
+    reranker = CrossEncoderReranker(ce_path, device="cpu", cache_size=64, batch_size=4)
     chunker = CrossEncoderReranker(
-        tiny_ce_path, device="cpu", max_length=48, long_passages="chunk", cache_size=0
+        ce_path, device="cpu", max_length=48, long_passages="chunk", cache_size=0
     )
-    queries = [QUERY, "heart disease", "immune response", "stem cell therapy"] * 4
+    queries = [QUERY, "heart disease", "immune response", "stem cell therapy"] * 2
     for model in (reranker, chunker):
         sequential = [model.score(q, passages) for q in queries]
         model.cache.clear()
@@ -390,14 +417,14 @@ def test_concurrent_calls_match_sequential(tiny_ce_path, passages):
 
 
 # ---------------------------------------------------------------------- parity and imports
-def test_parity_with_sentence_transformers(tiny_ce_path, tiny_reranker, passages):
+def test_parity_with_sentence_transformers(ce_path, reranker, passages):
     from sentence_transformers import CrossEncoder
 
     pairs = [(QUERY, p) for p in passages] + [("brain tumor growth", p) for p in passages[::-1]]
     for max_length in (128, 32):
-        ours = CrossEncoderReranker(tiny_ce_path, device="cpu", max_length=max_length)
+        ours = CrossEncoderReranker(ce_path, device="cpu", max_length=max_length)
         st = CrossEncoder(
-            str(tiny_ce_path),
+            str(ce_path),
             max_length=max_length,
             activation_fn=torch.nn.Identity(),
             device="cpu",
@@ -405,7 +432,11 @@ def test_parity_with_sentence_transformers(tiny_ce_path, tiny_reranker, passages
         expected = st.predict(pairs, batch_size=5, show_progress_bar=False)
         got = ours.score_pairs(pairs)
         np.testing.assert_allclose(got, expected, atol=1e-4)
-        assert list(np.argsort(-got, kind="stable")) == list(np.argsort(-expected, kind="stable"))
+        # Same ranking: walking our order, ST's scores never go up (beyond float noise; the
+        # wide random model has a few near-ties that float noise may order either way).
+        in_our_order = expected[np.argsort(-got, kind="stable")]
+        assert np.all(np.diff(in_our_order) <= 1e-4)
+        assert len(np.unique(np.round(expected, 3))) > len(pairs) // 2  # not all tied
 
 
 def test_import_does_not_pull_frameworks():
