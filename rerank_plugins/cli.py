@@ -92,6 +92,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _embedding_cache(args: argparse.Namespace) -> str | bool:
+    """The ``embedding_cache`` setting for HybridRetriever from ``--embedding-cache``."""
+    value = getattr(args, "embedding_cache", None)
+    if value is None:
+        return True
+    return False if value.lower() == "off" else value
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -171,6 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         embedder=embedder,
         batch_size=args.embed_batch_size,
         show_progress=not args.quiet,
+        embedding_cache=_embedding_cache(args),
     )
     build_s = time.perf_counter() - start
     _log(f"  index built in {build_s:.1f} s")
@@ -356,6 +365,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"retrievers": retrievers, "show_progress": True}
     if embedder:
         kwargs["embedder"] = embedder
+        kwargs["embedding_cache"] = _embedding_cache(args)
     retriever = HybridRetriever.from_texts(texts, ids=ids, **kwargs)
     build_s = time.perf_counter() - start
     _log(f"  index built in {build_s:.1f} s")
@@ -427,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="cross-encoder token window per pair (default: the model's limit)",
         )
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
+        p.add_argument(
+            "--embedding-cache",
+            default=None,
+            metavar="DIR",
+            help="reuse document embeddings cached here across runs (default "
+            "$RERANK_PLUGINS_CACHE/embeddings or ~/.cache/rerank-plugins/embeddings; "
+            "'off' disables; bench never uses it, to time indexing fairly)",
+        )
 
     demo = sub.add_parser(
         "demo", help="index a corpus, answer a few queries, print ranked passages"

@@ -77,3 +77,23 @@ def scifact_dir() -> Path:
     if not (SCIFACT_DIR / "corpus.jsonl").is_file():
         pytest.skip("../shared/data/scifact is absent")
     return SCIFACT_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_ce_builder():
+    """The builder itself, for tests that need a second model (another seed or label count)."""
+    return build_tiny_cross_encoder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache_root(tmp_path_factory: pytest.TempPathFactory):
+    """Keep ONNX exports and embedding caches written by tests out of the user's home."""
+    import os
+
+    previous = os.environ.get("RERANK_PLUGINS_CACHE")
+    os.environ["RERANK_PLUGINS_CACHE"] = str(tmp_path_factory.mktemp("rerank-plugins-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("RERANK_PLUGINS_CACHE", None)
+    else:
+        os.environ["RERANK_PLUGINS_CACHE"] = previous

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._files import cache_root, directory_fingerprint, sha256_file
 from .._models import offline_hint
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ DEFAULT_OPSET = 17
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 _STANDARD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 _INSTALL_HINT = 'the ONNX backend needs onnxruntime and onnx: pip install "rerank-plugins[onnx]"'
 
 
@@ -67,10 +67,7 @@ def _require_onnx() -> Any:
 
 def default_cache_root() -> Path:
     """``$RERANK_PLUGINS_CACHE/onnx`` when set, else ``~/.cache/rerank-plugins/onnx``."""
-    env = os.environ.get("RERANK_PLUGINS_CACHE")
-    if env:
-        return Path(env).expanduser() / "onnx"
-    return Path.home() / ".cache" / "rerank-plugins" / "onnx"
+    return cache_root("onnx")
 
 
 def physical_cores() -> int:
@@ -107,12 +104,7 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_sha256 = sha256_file
 
 
 def _resolve_local_dir(source: str, revision: str | None, local_files_only: bool | None) -> Path:
@@ -136,22 +128,7 @@ def _resolve_local_dir(source: str, revision: str | None, local_files_only: bool
     return Path(config_file).resolve().parent
 
 
-def source_fingerprint(directory: Path) -> dict[str, Any]:
-    """Identify a model directory's contents cheaply: every file's name, size and mtime.
-
-    Small files (config, tokenizer) are content-hashed too; weight files are identified by
-    size and modification time so a multi-GB checkpoint is not re-read on every load.
-    """
-    files: dict[str, Any] = {}
-    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith(".") or not entry.is_file():
-            continue
-        stat = entry.stat()
-        record: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        if not entry.name.endswith(_WEIGHT_SUFFIXES) and stat.st_size <= 8 << 20:
-            record["sha256"] = _sha256(entry)
-        files[entry.name] = record
-    return {"directory": str(directory), "files": files}
+source_fingerprint = directory_fingerprint
 
 
 def cache_key(

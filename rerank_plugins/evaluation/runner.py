@@ -56,8 +56,13 @@ def build_retriever(
     embedder: Any = None,
     batch_size: int = 64,
     show_progress: bool = True,
+    embedding_cache: Any = None,
 ) -> Any:
-    """A HybridRetriever over the whole corpus (``title + " " + text``)."""
+    """A HybridRetriever over the whole corpus (``title + " " + text``).
+
+    ``embedding_cache`` (a directory, True for the default one, or None) reuses document
+    embeddings across runs: see :class:`~rerank_plugins.hybrid.HybridRetriever`.
+    """
     if kind not in RETRIEVERS:
         raise ValueError(f"retriever must be one of {sorted(RETRIEVERS)}, got {kind!r}")
     from ..hybrid import HybridRetriever
@@ -68,6 +73,8 @@ def build_retriever(
         "batch_size": batch_size,
         "show_progress": show_progress,
     }
+    if kind != "bm25":
+        kwargs["embedding_cache"] = embedding_cache
     if embedder is not None and kind != "bm25":
         kwargs["embedder"] = embedder
     return HybridRetriever.from_texts(texts, ids=ids, **kwargs)

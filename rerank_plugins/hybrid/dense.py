@@ -8,18 +8,25 @@ approximate. Filtered searches are always exact: an inner product over the allow
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._files import directory_fingerprint, save_npy_atomic
 from .._models import ModelNotFoundError, offline_hint, resolve_model_source
 from ._deps import require
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
 FAISS_INDEXES = ("flat", "hnsw", "ivf")
+
+logger = logging.getLogger(__name__)
 
 
 def default_model_path(name: str) -> str | None:
@@ -52,10 +59,17 @@ class Embedder:
     loaded on first use, so an index built from precomputed ``embeddings`` never loads it.
     """
 
-    def __init__(self, embedder: Any, *, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        embedder: Any,
+        *,
+        batch_size: int = 64,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self._model: Any = None
         self._fn: Callable[[list[str]], Any] | None = None
         self.name: str | None = None
@@ -85,6 +99,48 @@ class Embedder:
             except (OSError, ValueError) as error:
                 raise offline_hint(self._source, "embedding", error) from error
         return self._model
+
+    def _cache_path(self, texts: list[str]) -> Path | None:
+        """Where document embeddings of ``texts`` are cached; None when caching does not apply.
+
+        Only named models are cached (a callable or model object has no stable identity).
+        The key covers the model (a local directory's file sizes, mtimes and small-file
+        hashes; a hub id's name), the batch-independent settings and every text.
+        """
+        if self.cache_dir is None or self.name is None:
+            return None
+        source = Path(self._source)
+        identity = directory_fingerprint(source) if source.is_dir() else {"hub_id": self._source}
+        digest = hashlib.blake2b(digest_size=20)
+        digest.update(json.dumps(identity, sort_keys=True).encode())
+        for text in texts:
+            encoded = text.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "little"))
+            digest.update(encoded)
+        return self.cache_dir / f"{digest.hexdigest()}.npy"
+
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """:meth:`encode`, reusing embeddings cached on disk for the same model and texts."""
+        texts = list(texts)
+        path = self._cache_path(texts) if texts else None
+        if path is not None and path.is_file():
+            try:
+                cached = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as error:
+                logger.warning("ignoring unreadable embedding cache %s: %s", path, error)
+            else:
+                if (
+                    cached.dtype == np.float32
+                    and cached.ndim == 2
+                    and cached.shape[0] == len(texts)
+                    and np.isfinite(cached).all()
+                ):
+                    return np.ascontiguousarray(cached)  # saved already normalised
+                logger.warning("ignoring embedding cache %s (shape %s)", path, cached.shape)
+        vectors = self.encode(texts, show_progress=show_progress)
+        if path is not None:
+            save_npy_atomic(path, vectors)
+        return vectors
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         texts = list(texts)

