@@ -82,6 +82,18 @@ def _depths(text: str) -> list[int]:
     return values
 
 
+def _weights(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"blend weights must be within [0, 1], got {text!r}")
+    return values
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -197,6 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         latency=args.latency,
         retriever_name=args.retriever,
         progress=None if args.quiet else _progress("evaluating"),
+        blend_weights=args.blend,
     )
     eval_s = time.perf_counter() - start
     result = EvalResult(
@@ -207,7 +220,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "reranker": args.reranker,
             "embedder": embedder if args.retriever != "bm25" else None,
             "candidates": args.candidates,
-            "rerank_top": [row["depth"] for row in rows if row["depth"]],
+            "rerank_top": sorted({row["depth"] for row in rows if row["depth"]}),
+            "blend": args.blend,
             "queries": len(queries),
             "batch_size": getattr(reranker, "batch_size", None),
             "max_length": getattr(reranker, "max_length", None),
@@ -506,6 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="measured",
         help="measured: time every depth's own cross-encoder call (default); "
         "estimated: scale the deepest call's time by token share",
+    )
+    ev.add_argument(
+        "--blend",
+        type=_weights,
+        default=[],
+        metavar="W[,W...]",
+        help="also report, per depth, the pipeline's blend_weight mix of normalised "
+        "first-stage and cross-encoder scores at these weights (0..1)",
     )
     ev.add_argument("--embed-batch-size", type=_positive, default=64, help="embedder batch size")
     ev.add_argument("--out", default=None, help="write results as JSON here")

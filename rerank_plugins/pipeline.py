@@ -83,6 +83,17 @@ def _minmax(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / span
 
 
+def blend_scores(
+    rerank_scores: np.ndarray, first_stage_scores: np.ndarray, weight: float
+) -> np.ndarray:
+    """``(1 - weight) * minmax(rerank) + weight * minmax(first stage)`` over one candidate list."""
+    if len(rerank_scores) == 0:
+        return np.asarray(rerank_scores, dtype=np.float64)
+    return (1.0 - weight) * _minmax(np.asarray(rerank_scores)) + weight * _minmax(
+        np.asarray(first_stage_scores)
+    )
+
+
 class RerankPipeline:
     """Hybrid (or any) first stage, then cross-encoder reranking of the top candidates.
 
@@ -163,8 +174,7 @@ class RerankPipeline:
         final = scores
         if self.blend_weight is not None and len(hits) > 0:
             first = np.array([hit.retrieval_score or 0.0 for hit in hits], dtype=np.float64)
-            w = self.blend_weight
-            final = (1.0 - w) * _minmax(scores) + w * _minmax(first)
+            final = blend_scores(scores, first, self.blend_weight)
         order = np.argsort(-final, kind="stable")
         return [
             replace(hits[i], score=float(final[i]), rerank_score=float(scores[i])) for i in order
@@ -220,15 +230,11 @@ class RerankPipeline:
         search_many = getattr(self.retriever, "search_many", None)
         if callable(search_many):
             raw_lists = search_many(checked, k=self.candidates)
-            hit_lists = [
-                [_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists
-            ]
+            hit_lists = [[_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists]
         else:
             hit_lists = [self.retrieve(query) for query in checked]
         retrieved = time.perf_counter()
-        heads = [
-            hits if self.rerank_top is None else hits[: self.rerank_top] for hits in hit_lists
-        ]
+        heads = [hits if self.rerank_top is None else hits[: self.rerank_top] for hits in hit_lists]
         pairs = [(q, h.text) for q, head in zip(checked, heads, strict=True) for h in head]
         reranked, error = True, None
         try:
@@ -255,7 +261,9 @@ class RerankPipeline:
             error = f"reranking failed: {type(exc).__name__}: {exc}"
         done = time.perf_counter()
         if error is not None:
-            logger.warning("falling back to first-stage order for %d queries: %s", len(checked), error)
+            logger.warning(
+                "falling back to first-stage order for %d queries: %s", len(checked), error
+            )
         share = 1.0 / len(checked)
         timings = {
             "retrieve_s": (retrieved - start) * share,

@@ -210,6 +210,24 @@ def test_eval_estimated_latency(beir_dir: Path, tiny_ce_path: Path, tmp_path: Pa
     assert 0 < rows[1]["latency_ms"]["rerank"]["mean"] <= rows[2]["latency_ms"]["rerank"]["mean"]
 
 
+def test_eval_blend_rows_follow_the_pipeline(
+    beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "blend.json"
+    args = ["eval", "--data", str(beir_dir), "--retriever", "bm25", "--reranker", str(tiny_ce_path)]
+    args += ["--candidates", "10", "--rerank-top", "10", "--latency", "estimated"]
+    code, _, stderr = _run(capsys, *args, "--blend", "0,1", "--out", str(out), "--quiet")
+    assert code == 0, stderr
+    rows = {row["setting"]: row for row in json.loads(out.read_text())["results"]}
+    # weight 0 orders by the cross-encoder alone, weight 1 gives back the first-stage order
+    assert rows["bm25 + rerank@10 blend=0"]["metrics"] == rows["bm25 + rerank@10"]["metrics"]
+    assert rows["bm25 + rerank@10 blend=1"]["metrics"] == rows["bm25"]["metrics"]
+    with pytest.raises(SystemExit) as info:
+        cli.main([*args, "--blend", "1.5"])
+    assert info.value.code == 2
+    assert "blend" in capsys.readouterr().err
+
+
 def test_bad_data_dir_exits_2(tmp_path: Path, capsys) -> None:
     code, _stdout, stderr = _run(capsys, "eval", "--data", str(tmp_path / "nope"))
     assert code == 2

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..pipeline import blend_scores
 from .beir import BeirDataset
 from .metrics import evaluate
 
@@ -144,8 +145,13 @@ def evaluate_settings(
     latency: str = "measured",
     retriever_name: str = "first-stage",
     progress: Callable[[Any], Any] | None = None,
+    blend_weights: Sequence[float] = (),
 ) -> list[dict[str, Any]]:
     """One row for the first stage, then one per rerank depth (when a reranker is given).
+
+    With ``blend_weights``, each depth also gets a row per weight ``w`` where candidates are
+    ordered by :func:`~rerank_plugins.pipeline.blend_scores` (the pipeline's
+    ``blend_weight``) of the cross-encoder and first-stage scores; same latency as the depth.
 
     Each row: ``setting``, ``depth`` (0 for the first stage), ``metrics`` (NDCG@10, MRR@10,
     R@10, R@100) and ``latency_ms`` (``retrieve``/``rerank``/``total``, each p50/p95/mean).
@@ -168,6 +174,12 @@ def evaluate_settings(
     first_run: dict[str, dict[str, float]] = {}
     retrieve_s: list[float] = []
     runs = {d: {} for d in depths}
+    blends = [float(w) for w in blend_weights] if depths else []
+    if any(not 0.0 <= w <= 1.0 for w in blends):
+        raise ValueError(f"blend weights must be within [0, 1], got {blends}")
+    blend_runs: dict[tuple[int, float], dict[str, dict[str, float]]] = {
+        (d, w): {} for d in depths for w in blends
+    }
     rerank_s: dict[int, list[float]] = {d: [] for d in depths}
     iterator: Any = queries.items()
     if progress is not None:
@@ -193,6 +205,10 @@ def evaluate_settings(
             d = min(depth, len(hits))
             head = np.argsort(-scores[:d], kind="stable")
             runs[depth][qid] = _ranked_run([ids[i] for i in head] + ids[d:])
+            first_scores = np.array([hit.score for hit in hits[:d]], dtype=np.float64)
+            for w in blends:
+                mixed = np.argsort(-blend_scores(scores[:d], first_scores, w), kind="stable")
+                blend_runs[(depth, w)][qid] = _ranked_run([ids[i] for i in mixed] + ids[d:])
             if d == deepest:
                 rerank_s[depth].append(deepest_s)
             elif latency == "measured":
@@ -230,6 +246,16 @@ def evaluate_settings(
                 },
             }
         )
+        for w in blends:
+            rows.append(
+                {
+                    "setting": f"{retriever_name} + rerank@{depth} blend={w:g}",
+                    "depth": depth,
+                    "blend_weight": w,
+                    "metrics": evaluate(blend_runs[(depth, w)], qrels),
+                    "latency_ms": rows[-1]["latency_ms"],
+                }
+            )
     return rows
 
 
@@ -309,7 +335,12 @@ def plot_tradeoff(
     ax.plot(xs, ys, marker="o", linestyle="-", color="tab:blue")
     for x, y, row in zip(xs, ys, rows, strict=True):
         ax.annotate(
-            f"rerank@{row['depth']}" if row["depth"] else row["setting"],
+            (
+                f"rerank@{row['depth']}"
+                + (f" w={row['blend_weight']:g}" if "blend_weight" in row else "")
+            )
+            if row["depth"]
+            else row["setting"],
             (x, y),
             textcoords="offset points",
             xytext=(5, 5),
