@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows",
         default="torch,st,onnx,int8",
-        help="comma list of torch, st, onnx, int8, int8-all, int8-noffn, int8-tensor (per-tensor), "
+        help="comma list of torch, st, torch-bf16 (needs AMX/AVX512-BF16 to be fast), onnx, int8, int8-all, int8-noffn, int8-tensor (per-tensor), "
         "int8-rr (reduce_range), int8-nofuse (no ORT fusion)",
     )
     parser.add_argument("--json", dest="json_out", default=None)
@@ -184,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     factories = {
         "torch": ("torch fp32 (CrossEncoderReranker)", lambda: (reranker().score, None)),
         "st": ("sentence-transformers CrossEncoder.predict", st_row),
+        "torch-bf16": (
+            "torch bf16 (CrossEncoderReranker, dtype='bfloat16')",
+            lambda: (reranker(dtype="bfloat16").score, None),
+        ),
         "onnx": ("ONNX fp32", lambda: onnx_row()),
         "int8": ("ONNX int8 (dynamic, per-channel, FFN-out fp32)", lambda: onnx_row("int8")),
         "int8-all": ("ONNX int8 (every MatMul int8)", lambda: onnx_row("int8", keep_fp32="none")),

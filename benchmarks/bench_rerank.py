@@ -54,7 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     parser.add_argument("--json", dest="json_path", default=None, help="write results here")
     return parser.parse_args(argv)
 
@@ -75,7 +77,9 @@ def bm25_candidates(data: str, n_queries: int, k: int) -> tuple[list[str], list[
     )
     qids = sorted(dataset.queries)[:n_queries]
     queries = [dataset.queries[q] for q in qids]
-    tokens = bm25s.tokenize(queries, lower=True, stopwords="en", stemmer=stemmer, show_progress=False)
+    tokens = bm25s.tokenize(
+        queries, lower=True, stopwords="en", stemmer=stemmer, show_progress=False
+    )
     docs, _ = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
     return queries, [[texts[int(i)] for i in row] for row in docs]
 
@@ -162,13 +166,18 @@ def main(argv: list[str] | None = None) -> int:
         t_many = t_base = 0.0
         many_scores: list[np.ndarray] = []
         for repeat in range(2):
+
             def many():
                 return ours.rerank_many(queries, candidates)
 
             def base():
                 return [st_fn(32)(i) for i in range(len(queries))]
 
-            order = [("many", many), ("base", base)] if repeat % 2 == 0 else [("base", base), ("many", many)]
+            order = (
+                [("many", many), ("base", base)]
+                if repeat % 2 == 0
+                else [("base", base), ("many", many)]
+            )
             for label, fn in order:
                 elapsed, out = _clock(fn)
                 if label == "many":

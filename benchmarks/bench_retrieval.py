@@ -133,10 +133,22 @@ def bench_scifact(args: argparse.Namespace) -> str:
     theirs_run = dict(zip(qids, theirs_runs, strict=True))
     n = len(queries)
     rows = [
-        ["ours (bm25s)", f"{ours_build:.2f}", f"{ours_mem:.0f}", f"{n / ours_loop:,.0f}",
-         f"{n / ours_batch:,.0f}", f"{ndcg_at_k(ours_run, qrels, 10):.4f}"],
-        ["rank_bm25.BM25Okapi", f"{theirs_build:.2f}", f"{theirs_mem:.0f}",
-         f"{n / theirs_loop:,.0f}", "n/a", f"{ndcg_at_k(theirs_run, qrels, 10):.4f}"],
+        [
+            "ours (bm25s)",
+            f"{ours_build:.2f}",
+            f"{ours_mem:.0f}",
+            f"{n / ours_loop:,.0f}",
+            f"{n / ours_batch:,.0f}",
+            f"{ndcg_at_k(ours_run, qrels, 10):.4f}",
+        ],
+        [
+            "rank_bm25.BM25Okapi",
+            f"{theirs_build:.2f}",
+            f"{theirs_mem:.0f}",
+            f"{n / theirs_loop:,.0f}",
+            "n/a",
+            f"{ndcg_at_k(theirs_run, qrels, 10):.4f}",
+        ],
     ]
     head = (
         f"### SciFact BM25: {len(texts)} docs, {n} test queries, k=10\n\n"
@@ -187,7 +199,11 @@ def bench_scale(args: argparse.Namespace) -> str:
     embedder = RandomEmbedder(args.dim)
     vectors = rng.standard_normal((len(passages), args.dim), dtype=np.float32)
     rows = []
-    for name, retrievers in (("bm25", ("bm25",)), ("dense", ("dense",)), ("hybrid", ("bm25", "dense"))):
+    for name, retrievers in (
+        ("bm25", ("bm25",)),
+        ("dense", ("dense",)),
+        ("hybrid", ("bm25", "dense")),
+    ):
         extra = {"embeddings": vectors} if "dense" in retrievers else {}
 
         def build(retrievers=retrievers, extra=extra) -> HybridRetriever:
@@ -207,8 +223,14 @@ def bench_scale(args: argparse.Namespace) -> str:
             index.search(query, k=10)
             latencies.append(time.perf_counter() - start)
         rows.append(
-            [name, f"{build_s:.1f}", f"{size:,.0f}", f"{memory:,.0f}",
-             f"{percentile_ms(latencies, 50):.1f}", f"{percentile_ms(latencies, 95):.1f}"]
+            [
+                name,
+                f"{build_s:.1f}",
+                f"{size:,.0f}",
+                f"{memory:,.0f}",
+                f"{percentile_ms(latencies, 50):.1f}",
+                f"{percentile_ms(latencies, 95):.1f}",
+            ]
         )
         del index
         gc.collect()

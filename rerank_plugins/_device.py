@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 _DTYPES = {
@@ -43,3 +45,30 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(
             f"dtype must be 'auto' or one of {sorted(_DTYPES)}, got {dtype!r}"
         ) from None
+
+
+def cpu_supports_fast_bf16() -> bool:
+    """True when this CPU runs bfloat16 matrix maths natively (AMX or AVX512-BF16).
+
+    There, ``dtype="bfloat16"`` on CPU is several times faster than float32 (measured in
+    docs/benchmarks.md); elsewhere bf16 is emulated and slower than float32.
+    """
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def warn_if_slow_dtype(dtype: torch.dtype, device: torch.device) -> None:
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_supports_fast_bf16():
+        warnings.warn(
+            "bfloat16 on this CPU has no AMX/AVX512-BF16 support and will likely be slower "
+            "than float32; use dtype='float32' or the ONNX backend",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if device.type == "cpu" and dtype == torch.float16:
+        warnings.warn(
+            "float16 on CPU is slow and can be inaccurate; use float32 or bfloat16",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 class ModelNotFoundError(OSError):
@@ -49,6 +50,18 @@ def resolve_model_source(name: str | os.PathLike[str], *, what: str) -> str:
             "'cross-encoder/ms-marco-MiniLM-L-6-v2'."
         )
     return text
+
+
+def pretrained_kwargs(
+    *, revision: str | None, local_files_only: bool | None, trust_remote_code: bool
+) -> dict[str, Any]:
+    """Keyword arguments for ``from_pretrained`` with only the settings the caller gave."""
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    return kwargs
 
 
 def offline_hint(name: str, what: str, error: BaseException) -> ModelNotFoundError:

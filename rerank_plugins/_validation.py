@@ -28,9 +28,7 @@ def check_passages(passages: object, *, where: str = "passages") -> list[str]:
     out = list(passages)
     for position, passage in enumerate(out):
         if not isinstance(passage, str):
-            raise TypeError(
-                f"{where}[{position}] must be a str, got {type(passage).__name__}"
-            )
+            raise TypeError(f"{where}[{position}] must be a str, got {type(passage).__name__}")
     return out
 
 

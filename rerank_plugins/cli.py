@@ -128,7 +128,13 @@ def _load_dataset(path: str | os.PathLike[str], split: str) -> Any:
 def _load_reranker(model: str, args: argparse.Namespace, **extra: Any) -> Any:
     from .cross_encoder import CrossEncoderReranker
 
-    kwargs: dict[str, Any] = {"device": getattr(args, "device", "auto")}
+    kwargs: dict[str, Any] = {
+        "device": getattr(args, "device", "auto"),
+        "dtype": getattr(args, "dtype", "auto"),
+        "backend": getattr(args, "backend", "torch"),
+    }
+    if getattr(args, "quantize", None):
+        kwargs["quantize"] = args.quantize
     if getattr(args, "batch_size", None):
         kwargs["batch_size"] = args.batch_size
     if getattr(args, "max_length", None):
@@ -442,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--batch-size",
             type=_positive,
             default=None,
-            help="cross-encoder pairs per forward pass (default 32 CPU / 128 CUDA)",
+            help="cross-encoder pairs per forward pass (default 64 CPU / 128 CUDA, capped on CPU by a 4096-token budget)",
         )
         p.add_argument(
             "--max-length",
@@ -451,6 +457,24 @@ def build_parser() -> argparse.ArgumentParser:
             help="cross-encoder token window per pair (default: the model's limit)",
         )
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
+        p.add_argument(
+            "--dtype",
+            default="auto",
+            help="cross-encoder precision: auto (fp32 on CPU, bf16/fp16 on CUDA), float32, "
+            "bfloat16 (fast on CPUs with AMX/AVX512-BF16), float16",
+        )
+        p.add_argument(
+            "--backend",
+            choices=("torch", "onnx"),
+            default="torch",
+            help="cross-encoder engine; onnx needs the [onnx] extra",
+        )
+        p.add_argument(
+            "--quantize",
+            choices=("int8",),
+            default=None,
+            help="with --backend onnx: dynamic int8 (faster, may cost quality: see the docs)",
+        )
         p.add_argument(
             "--embedding-cache",
             default=None,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._cache import ScoreCache, pair_key
-from ._models import offline_hint, resolve_model_source
+from ._models import offline_hint, pretrained_kwargs, resolve_model_source
 from ._validation import check_passages, check_query, check_top_n
 from .backends import ScoringBackend
 from .types import RerankResult
@@ -23,6 +23,8 @@ LongPassages = Literal["truncate", "chunk"]
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 #: A query must leave at least this many tokens of the window for the passage.
 MIN_PASSAGE_TOKENS = 16
+#: Default padded-token budget per forward pass on CPU (see ``max_tokens_per_batch``).
+CPU_TOKENS_PER_BATCH = 4096
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
@@ -47,7 +49,9 @@ def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[
 def _pad(rows: Sequence[Sequence[int]], lengths: np.ndarray, pad_value: int) -> np.ndarray:
     """Right-pad ragged token rows into an int64 matrix without a per-row Python loop."""
     width = int(lengths.max())
-    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    flat = np.fromiter(
+        itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())
+    )
     out = np.full((len(rows), width), pad_value, dtype=np.int64)
     out[np.arange(width) < lengths[:, None]] = flat
     return out
@@ -70,10 +74,12 @@ class CrossEncoderReranker:
         device: ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string.
         dtype: ``"auto"`` (bf16/fp16 on CUDA, fp32 elsewhere), or ``"float32"``, ``"float16"``,
             ``"bfloat16"``.
-        batch_size: Most pairs per forward pass (default 32 on CPU, 128 on CUDA).
-        max_tokens_per_batch: Most padded tokens per forward pass (default
-            ``batch_size * max_length`` on CPU, which never splits a batch more than a
-            count-only batcher would; set it lower to bound memory on long inputs).
+        batch_size: Most pairs per forward pass (default 64 on CPU, 128 on CUDA).
+        max_tokens_per_batch: Most padded tokens per forward pass. Default on CPU:
+            ``CPU_TOKENS_PER_BATCH`` (4096, e.g. 16 pairs of 256 tokens or 64 of 64): on CPU a
+            forward pass is fastest when its activations stay small, so the budget, not the
+            pair count, sets the batch (measured in docs/benchmarks.md). Default elsewhere:
+            ``batch_size * max_length`` (never splits a batch more than a count-only batcher).
         max_length: Token window per pair; defaults to the model's limit. The query is never
             truncated: only the passage is (``only_second``).
         activation: ``"none"`` for raw logits, ``"sigmoid"`` for 0..1 scores.
@@ -120,9 +126,7 @@ class CrossEncoderReranker:
         if activation not in ("none", "sigmoid"):
             raise ValueError(f"activation must be 'none' or 'sigmoid', got {activation!r}")
         if long_passages not in ("truncate", "chunk"):
-            raise ValueError(
-                f"long_passages must be 'truncate' or 'chunk', got {long_passages!r}"
-            )
+            raise ValueError(f"long_passages must be 'truncate' or 'chunk', got {long_passages!r}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if chunk_overlap < 0:
@@ -170,8 +174,11 @@ class CrossEncoderReranker:
         self.activation: Activation = activation
         self.long_passages: LongPassages = long_passages
         self.chunk_overlap = chunk_overlap
-        self.batch_size = batch_size or (128 if self.device == "cuda" else 32)
-        self.max_tokens_per_batch = max_tokens_per_batch or self.batch_size * self.max_length
+        on_cpu = self.device == "cpu"
+        self.batch_size = batch_size or (64 if on_cpu else 128)
+        self.max_tokens_per_batch = max_tokens_per_batch or (
+            CPU_TOKENS_PER_BATCH if on_cpu else self.batch_size * self.max_length
+        )
         if self.max_tokens_per_batch < 1:
             raise ValueError("max_tokens_per_batch must be >= 1")
         self.show_progress = show_progress
@@ -190,11 +197,11 @@ class CrossEncoderReranker:
     ) -> Any:
         from transformers import AutoTokenizer
 
-        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-        if revision is not None:
-            kwargs["revision"] = revision
-        if local_files_only is not None:
-            kwargs["local_files_only"] = local_files_only
+        kwargs = pretrained_kwargs(
+            revision=revision,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+        )
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except OSError as error:
@@ -227,7 +234,11 @@ class CrossEncoderReranker:
         positions = getattr(config, "max_position_embeddings", None)
         if isinstance(positions, int) and positions > 0:
             # RoBERTa-style models reserve padding_idx + 1 positions.
-            offset = 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+            offset = (
+                2
+                if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}
+                else 0
+            )
             limits.append(positions - offset)
         return min(limits) if limits else 512
 
@@ -259,9 +270,7 @@ class CrossEncoderReranker:
                 raise TypeError(f"pairs[{position}] must be a (query, passage) pair")
             queries.append(check_query(pair[0], where=f"pairs[{position}][0]"))
             if not isinstance(pair[1], str):
-                raise TypeError(
-                    f"pairs[{position}][1] must be a str, got {type(pair[1]).__name__}"
-                )
+                raise TypeError(f"pairs[{position}][1] must be a str, got {type(pair[1]).__name__}")
             passages.append(pair[1])
         return self._score(queries, passages)
 
@@ -291,9 +300,7 @@ class CrossEncoderReranker:
     ) -> list[list[RerankResult]]:
         """Rerank several queries at once; their pairs share batches (less padding, fewer calls)."""
         if len(queries) != len(passage_lists):
-            raise ValueError(
-                f"got {len(queries)} queries but {len(passage_lists)} passage lists"
-            )
+            raise ValueError(f"got {len(queries)} queries but {len(passage_lists)} passage lists")
         top_n = check_top_n(top_n)
         checked_queries = [check_query(q, where=f"queries[{i}]") for i, q in enumerate(queries)]
         checked_lists = [
@@ -315,7 +322,10 @@ class CrossEncoderReranker:
         if not passages:
             return raw
         if self.cache.maxsize:
-            keys = [pair_key(self._cache_namespace, q, p) for q, p in zip(queries, passages, strict=True)]
+            keys = [
+                pair_key(self._cache_namespace, q, p)
+                for q, p in zip(queries, passages, strict=True)
+            ]
             cached = self.cache.get_many(keys)
             missing = [i for i, value in enumerate(cached) if value is None]
             hit = [i for i, value in enumerate(cached) if value is not None]

@@ -6,20 +6,95 @@ import string
 from pathlib import Path
 
 import pytest
+from rp_test_support import HashEmbedder, build_tiny_sentence_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SCIFACT_DIR = SHARED / "data" / "scifact"
 SCIFACT_CE = SHARED / "models" / "minilm-l6-scifact-ce"
 
-WORDS = (
-    "the a of and to in is was for on with as by at from that this it be are were which "
-    "cell cells protein gene genes cancer tumor patients disease risk study effect increased "
-    "decreased level levels blood brain heart vitamin d deficiency treatment therapy drug "
-    "mice human expression activity response immune infection virus bacteria dna rna "
-    "mutation receptor pathway signal growth death stem tissue model clinical trial "
-    "associated reduced higher lower not no cause causes caused lead leads"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "that",
+    "this",
+    "it",
+    "be",
+    "are",
+    "were",
+    "which",
+    "cell",
+    "cells",
+    "protein",
+    "gene",
+    "genes",
+    "cancer",
+    "tumor",
+    "patients",
+    "disease",
+    "risk",
+    "study",
+    "effect",
+    "increased",
+    "decreased",
+    "level",
+    "levels",
+    "blood",
+    "brain",
+    "heart",
+    "vitamin",
+    "d",
+    "deficiency",
+    "treatment",
+    "therapy",
+    "drug",
+    "mice",
+    "human",
+    "expression",
+    "activity",
+    "response",
+    "immune",
+    "infection",
+    "virus",
+    "bacteria",
+    "dna",
+    "rna",
+    "mutation",
+    "receptor",
+    "pathway",
+    "signal",
+    "growth",
+    "death",
+    "stem",
+    "tissue",
+    "model",
+    "clinical",
+    "trial",
+    "associated",
+    "reduced",
+    "higher",
+    "lower",
+    "not",
+    "no",
+    "cause",
+    "causes",
+    "caused",
+    "lead",
+    "leads",
+]
 
 
 def build_tiny_cross_encoder(directory: Path, *, seed: int = 0, num_labels: int = 1) -> Path:
@@ -97,3 +172,14 @@ def _isolated_cache_root(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("RERANK_PLUGINS_CACHE", None)
     else:
         os.environ["RERANK_PLUGINS_CACHE"] = previous
+
+
+@pytest.fixture()
+def fake_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_path(tiny_ce_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random sentence-transformers embedder sharing the tiny cross-encoder's vocab."""
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-embedder"), tiny_ce_path)

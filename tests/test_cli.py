@@ -59,38 +59,6 @@ def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_embedder_path(tiny_ce_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 2-layer BERT + mean pooling saved as a sentence-transformers model."""
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    root = tmp_path_factory.mktemp("tiny-embedder")
-    bert_dir = root / "bert"
-    tokenizer = BertTokenizerFast.from_pretrained(tiny_ce_path)
-    tokenizer.save_pretrained(bert_dir)
-    torch.manual_seed(1)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(bert_dir)
-    transformer = models.Transformer(str(bert_dir), max_seq_length=64)
-    dim = (
-        getattr(transformer, "get_embedding_dimension", None)
-        or transformer.get_word_embedding_dimension
-    )
-    pooling = models.Pooling(dim(), pooling_mode="mean")
-    out = root / "st"
-    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(out))
-    return out
-
-
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     captured = capsys.readouterr()

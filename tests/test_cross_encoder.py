@@ -200,7 +200,9 @@ def truncator(ce_path):
 
 def test_chunk_equals_truncate_for_short_passages(chunker, truncator):
     short = ["cell growth", "vitamin d deficiency in mice", "brain"]
-    np.testing.assert_allclose(chunker.score(QUERY, short), truncator.score(QUERY, short), atol=1e-5)
+    np.testing.assert_allclose(
+        chunker.score(QUERY, short), truncator.score(QUERY, short), atol=1e-5
+    )
 
 
 def test_chunk_score_is_max_over_windows_and_windows_overlap(chunker, passages):

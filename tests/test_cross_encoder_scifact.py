@@ -10,8 +10,7 @@ from rerank_plugins import CrossEncoderReranker
 
 pytestmark = pytest.mark.shared
 
-N_QUERIES = 20
-N_CANDIDATES = 20
+N_CANDIDATES = 10
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +84,13 @@ def test_reranking_bm25_candidates_ndcg(scifact, scifact_reranker):
         bm25s.tokenize(texts, lower=True, stopwords="en", stemmer=stemmer, show_progress=False),
         show_progress=False,
     )
-    qids = sorted(scifact.queries)[:N_QUERIES]
+    # Every test query, shallow depth: 3,000 pairs (~80 s on 2 CPU cores). Small query
+    # samples are too noisy for this model (the first 20 ids go 0.662 -> 0.610 at depth 20).
+    qids = sorted(scifact.queries)
     queries = [scifact.queries[q] for q in qids]
-    tokens = bm25s.tokenize(queries, lower=True, stopwords="en", stemmer=stemmer, show_progress=False)
+    tokens = bm25s.tokenize(
+        queries, lower=True, stopwords="en", stemmer=stemmer, show_progress=False
+    )
     docs, scores = retriever.retrieve(tokens, k=N_CANDIDATES, show_progress=False, n_threads=1)
 
     bm25_run = {
@@ -95,9 +98,7 @@ def test_reranking_bm25_candidates_ndcg(scifact, scifact_reranker):
         for qid, row, srow in zip(qids, docs, scores, strict=True)
     }
     candidate_ids = [[ids[int(d)] for d in row] for row in docs]
-    reranked = scifact_reranker.rerank_many(
-        queries, [[texts[int(d)] for d in row] for row in docs]
-    )
+    reranked = scifact_reranker.rerank_many(queries, [[texts[int(d)] for d in row] for row in docs])
     rerank_run = {
         qid: {cands[r.index]: r.score for r in results}
         for qid, cands, results in zip(qids, candidate_ids, reranked, strict=True)
@@ -105,17 +106,8 @@ def test_reranking_bm25_candidates_ndcg(scifact, scifact_reranker):
     qrels = {qid: scifact.qrels[qid] for qid in qids}
     bm25_ndcg = ndcg_at_k(bm25_run, qrels, 10)
     rerank_ndcg = ndcg_at_k(rerank_run, qrels, 10)
-    # Measured on these 20 queries (sorted ids 0..19): BM25 0.662, reranked 0.610; on the
-    # next 20: BM25 0.730, reranked 0.732. This MiniLM fine-tune is about BM25's level on
-    # SciFact, so "reranking beats BM25" does not hold on every 20-query sample. What must
-    # hold: the reranker orders candidates far better than chance, and stays near BM25.
-    rng = np.random.default_rng(0)
-    shuffled_run = {
-        qid: dict(zip(cands, rng.permutation(len(cands)).astype(float), strict=True))
-        for qid, cands in zip(qids, candidate_ids, strict=True)
-    }
-    chance_ndcg = ndcg_at_k(shuffled_run, qrels, 10)
-    assert rerank_ndcg > chance_ndcg + 0.15, (chance_ndcg, rerank_ndcg)
-    assert rerank_ndcg > bm25_ndcg - 0.1, (bm25_ndcg, rerank_ndcg)
-    # Same candidates, so reranking cannot change recall@20; it only reorders.
+    # Measured with `rerank-plugins eval` (docs/benchmarks.md): 0.686 -> 0.715 at depth 10.
+    print(f"BM25 NDCG@10 {bm25_ndcg:.4f} -> reranked {rerank_ndcg:.4f}")
+    assert rerank_ndcg > bm25_ndcg, (bm25_ndcg, rerank_ndcg)
+    # Same candidates, so reranking cannot change the candidate set; it only reorders.
     assert all(set(rerank_run[q]) == set(bm25_run[q]) for q in qids)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._files import cache_root, directory_fingerprint, sha256_file
-from .._models import offline_hint
+from .._models import offline_hint, pretrained_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -197,11 +197,9 @@ def export_onnx(
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if revision is not None:
-        kwargs["revision"] = revision
-    if local_files_only is not None:
-        kwargs["local_files_only"] = local_files_only
+    kwargs = pretrained_kwargs(
+        revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code
+    )
     try:
         try:
             model = AutoModelForSequenceClassification.from_pretrained(

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .._device import resolve_device, resolve_dtype
-from .._models import offline_hint
+from .._device import resolve_device, resolve_dtype, warn_if_slow_dtype
+from .._models import offline_hint, pretrained_kwargs
 
 
 class TorchBackend:
@@ -29,11 +29,12 @@ class TorchBackend:
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        kwargs: dict[str, object] = {"trust_remote_code": trust_remote_code}
-        if revision is not None:
-            kwargs["revision"] = revision
-        if local_files_only is not None:
-            kwargs["local_files_only"] = local_files_only
+        warn_if_slow_dtype(self.dtype, self.device)
+        kwargs = pretrained_kwargs(
+            revision=revision,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+        )
         try:
             model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
         except OSError as error:

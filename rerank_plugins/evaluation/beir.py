@@ -68,9 +68,13 @@ def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
         for row in _read_jsonl(root / "corpus.jsonl")
     }
     qrels = load_qrels(root / "qrels" / f"{split}.tsv")
-    all_queries = {str(row["_id"]): row.get("text") or "" for row in _read_jsonl(root / "queries.jsonl")}
+    all_queries = {
+        str(row["_id"]): row.get("text") or "" for row in _read_jsonl(root / "queries.jsonl")
+    }
     missing = [qid for qid in qrels if qid not in all_queries]
     if missing:
-        raise ValueError(f"{len(missing)} judged queries are missing from queries.jsonl: {missing[:5]}")
+        raise ValueError(
+            f"{len(missing)} judged queries are missing from queries.jsonl: {missing[:5]}"
+        )
     queries = {qid: all_queries[qid] for qid in qrels}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)

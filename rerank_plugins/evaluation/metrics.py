@@ -18,7 +18,9 @@ Qrels = Mapping[str, Mapping[str, int]]
 
 
 def _ranked_ids(scores: Mapping[str, float], k: int) -> list[str]:
-    return [doc for doc, _ in sorted(scores.items(), key=lambda item: (-item[1], _neg(item[0])))][:k]
+    return [doc for doc, _ in sorted(scores.items(), key=lambda item: (-item[1], _neg(item[0])))][
+        :k
+    ]
 
 
 def _neg(doc_id: str) -> tuple[int, ...]:

@@ -68,7 +68,7 @@ class CrossEncoderCompressor(BaseDocumentCompressor):
     score_threshold: float | None = None
     """Drop documents scoring below this (raw logits unless ``activation="sigmoid"``)."""
     batch_size: int | None = Field(default=None, ge=1)
-    """Most pairs per forward pass (default: the core's, 32 on CPU and 128 on CUDA)."""
+    """Most pairs per forward pass (default: the core's, 64 on CPU within a 4096-token budget, 128 on CUDA)."""
     device: str | None = "auto"
     """``"auto"`` (CUDA, then MPS, then CPU) or any torch device string."""
     max_length: int | None = None

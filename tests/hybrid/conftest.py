@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -13,26 +12,6 @@ import pytest
 CACHE_DIR = Path(os.environ.get("RERANK_PLUGINS_TEST_CACHE", "~/.cache/rerank-plugins/tests"))
 
 _TOKEN = re.compile(r"\w+")
-
-
-class HashEmbedder:
-    """Deterministic hashed bag-of-words embedder: fast, no model, callable list[str] -> array."""
-
-    def __init__(self, dim: int = 64) -> None:
-        self.dim = dim
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for token in _TOKEN.findall(text.lower()):
-                digest = hashlib.blake2b(token.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % self.dim] += 1.0
-        return out
-
-
-@pytest.fixture()
-def fake_embedder() -> HashEmbedder:
-    return HashEmbedder()
 
 
 def cached_embeddings(model_path: str, texts: list[str], *, batch_size: int = 64) -> np.ndarray:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-
-import numpy as np
-
-_TOKEN = re.compile(r"\w+")
+from rp_test_support import HashEmbedder
 
 CORPUS = [
     ("d01", "vitamin d deficiency is associated with increased risk of heart disease", "cardio"),
@@ -28,22 +23,6 @@ CORPUS = [
     ("d12", "immune cells and virus infection in mice model of disease", "immunology"),
 ]
 QUERY = "does vitamin d deficiency increase heart disease risk"
-
-
-class HashEmbedder:
-    """Deterministic hashed bag-of-words embedder (L2-normalised); no model, instant."""
-
-    def __init__(self, dim: int = 64) -> None:
-        self.dim = dim
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for token in _TOKEN.findall(text.lower()):
-                digest = hashlib.blake2b(token.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % self.dim] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
 
 
 def build_core_retriever():
