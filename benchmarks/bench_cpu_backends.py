@@ -13,7 +13,6 @@ against ``sentence_transformers.CrossEncoder.predict(batch_size=32)`` and the la
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -30,23 +29,18 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 
-def load_scifact(data: Path, n_queries: int):
-    corpus = {}
-    with open(data / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            doc = json.loads(line)
-            corpus[str(doc["_id"])] = (doc.get("title") or "") + " " + (doc.get("text") or "")
-    queries = {}
-    with open(data / "queries.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            q = json.loads(line)
-            queries[str(q["_id"])] = q["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    with open(data / "qrels" / "test.tsv", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
-    test_ids = [qid for qid in queries if qid in qrels][:n_queries]
-    return corpus, {qid: queries[qid] for qid in test_ids}, qrels
+def load_scifact(data: Path, n_queries: int, stride: int = 1):
+    """Corpus texts (title + text), every ``stride``-th test query by file order, and qrels."""
+    from rerank_plugins.evaluation.beir import load_beir
+
+    dataset = load_beir(data, split="test")
+    ids, texts = dataset.doc_texts()
+    test_ids = list(dataset.queries)[::stride][:n_queries]
+    return (
+        dict(zip(ids, texts, strict=True)),
+        {q: dataset.queries[q] for q in test_ids},
+        dataset.qrels,
+    )
 
 
 def bm25_candidates(corpus: dict[str, str], queries: dict[str, str], k: int):
@@ -113,6 +107,7 @@ def run_interleaved(score_fns, queries, candidates, corpus):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--stride", type=int, default=1, help="take every Nth test query")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -140,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from rerank_plugins import CrossEncoderReranker
     from rerank_plugins.backends.onnx_backend import OnnxBackend
 
-    corpus, queries, qrels = load_scifact(Path(args.data), args.queries)
+    corpus, queries, qrels = load_scifact(Path(args.data), args.queries, args.stride)
     candidates = bm25_candidates(corpus, queries, args.candidates)
     bm25_ndcg = ndcg_at_10(candidates, qrels)
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="rerank-bench-onnx-")

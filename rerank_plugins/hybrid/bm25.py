@@ -136,6 +136,19 @@ class BM25Index:
                     scores = np.where(mask, scores, 0.0).astype(np.float32)
                 out.append(_top_k(scores, k))
             return out
+        if len(query_tokens) <= _PER_QUERY_LIMIT:
+            # bm25s.retrieve's per-call set-up (progress bars, threading) costs more than the
+            # scoring itself for a query or two: score directly and take the top k.
+            out = []
+            for tokens in query_tokens:
+                if not tokens:  # only stopwords / no terms: nothing matches
+                    out.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+                    continue
+                scores = np.asarray(self._model.get_scores(tokens), dtype=np.float32)
+                if mask is not None:
+                    scores = np.where(mask, scores, np.float32(0.0))
+                out.append(_top_k(scores, k))
+            return out
         weight_mask = None if mask is None else mask.astype(np.float32)
         result = self._model.retrieve(
             query_tokens, k=k, show_progress=False, n_threads=0, weight_mask=weight_mask
@@ -165,6 +178,10 @@ class BM25Index:
             raise ValueError(f"holds {found} documents, the manifest says {count}")
         self._model = model
         self._tokens = None
+
+
+#: Up to this many queries per call are scored one by one instead of via bm25s.retrieve.
+_PER_QUERY_LIMIT = 4
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -51,9 +51,15 @@ def test_search_returns_hits_with_per_retriever_scores(retriever):
     assert hits[0].metadata == META[0]
 
 
-def test_search_many_matches_search(retriever):
-    queries = ["cancer drug", "immune infection", "brain stem cells"]
-    assert retriever.search_many(queries, k=4) == [retriever.search(q, k=4) for q in queries]
+@pytest.mark.parametrize("flt", [None, {"topic": {"$in": ["cancer", "heart"]}}])
+def test_search_many_matches_search(retriever, flt):
+    # Few queries are scored one by one, many go through bm25s.retrieve: same hits either way.
+    queries = ["cancer drug", "immune infection", "brain stem cells", "heart risk"]
+    queries += ["tumor mutation", "blood pressure", "the of and"]
+    assert len(queries) > 4
+    expected = [retriever.search(q, k=4, filter=flt) for q in queries]
+    assert retriever.search_many(queries, k=4, filter=flt) == expected
+    assert retriever.search_many(queries[:3], k=4, filter=flt) == expected[:3]
 
 
 def test_k_larger_than_corpus_and_empty_corpus(retriever, fake_embedder):
