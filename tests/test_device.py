@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,36 @@ def test_bad_dtype_and_device():
             resolve_device("cuda")
     with pytest.raises(RuntimeError):
         resolve_device("not-a-device")
+
+
+def test_bf16_on_cpu_warns_only_without_native_support(monkeypatch):
+    import warnings
+
+    from rerank_plugins import _device
+
+    monkeypatch.setattr(_device, "cpu_supports_fast_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="AMX"):
+        _device.warn_if_slow_dtype(torch.bfloat16, torch.device("cpu"))
+    monkeypatch.setattr(_device, "cpu_supports_fast_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _device.warn_if_slow_dtype(torch.bfloat16, torch.device("cpu"))
+        _device.warn_if_slow_dtype(torch.float32, torch.device("cpu"))
+    assert isinstance(_device.cpu_supports_fast_bf16(), bool)
+
+
+def test_bf16_reranker_runs_on_cpu_and_returns_float32(tiny_ce_path):
+    import warnings
+
+    from rerank_plugins import CrossEncoderReranker
+
+    passages = ["vitamin d deficiency", "the cell", "brain tumor growth", "blood levels"]
+    fp32 = CrossEncoderReranker(tiny_ce_path, device="cpu").score("vitamin d", passages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # CPUs without AMX warn; fine here
+        bf16 = CrossEncoderReranker(tiny_ce_path, device="cpu", dtype="bfloat16")
+    assert bf16.backend.dtype == torch.bfloat16
+    got = bf16.score("vitamin d", passages)
+    assert got.dtype == np.float32 and got.shape == fp32.shape
+    assert np.all(np.isfinite(got))
+    assert np.abs(got - fp32).max() < 0.05  # bf16 keeps ~3 significant digits

@@ -316,6 +316,7 @@ class HybridRetriever:
         for position, query in enumerate(queries):
             check_query(query, where=f"queries[{position}]")
         k = _check_k(k, "k")
+        candidates_default = candidates is None
         candidates = (
             max(2 * k, DEFAULT_CANDIDATES)
             if candidates is None
@@ -326,6 +327,8 @@ class HybridRetriever:
         if not queries or k == 0 or n_allowed == 0:
             return [[] for _ in queries]
         depth = min(max(candidates, 1), n_allowed)
+        if len(self.retrievers) == 1 and candidates_default:
+            depth = min(k, n_allowed)  # one list: fusion keeps its order, deeper is wasted
         lists: list[list[tuple[np.ndarray, np.ndarray]]] = []
         if self._bm25 is not None:
             lists.append(self._bm25.search_many(queries, depth, mask=mask))
@@ -343,23 +346,17 @@ class HybridRetriever:
         fused = _fusion.fuse(self.fusion, scores, ranks, self._weights, rrf_k=self.rrf_k)
         order = np.lexsort((union, -fused))[:k]  # fused desc, then insertion order
         picked, picked_scores = union[order], fused[order]
-        sub_scores, sub_ranks = scores[:, order], ranks[:, order]
+        # Python lists: element access in the loop below is much cheaper than on numpy arrays.
+        sub_scores, sub_ranks = scores[:, order].tolist(), ranks[:, order].tolist()
+        named = list(enumerate(self.retrievers))
         hits = [
             Hit(
                 id=self._ids[pos],
                 text=self._texts[pos],
                 score=float(score),
                 metadata=dict(self._metadatas[pos]),
-                scores={
-                    name: float(sub_scores[r, j])
-                    for r, name in enumerate(self.retrievers)
-                    if sub_ranks[r, j] > 0
-                },
-                ranks={
-                    name: int(sub_ranks[r, j])
-                    for r, name in enumerate(self.retrievers)
-                    if sub_ranks[r, j] > 0
-                },
+                scores={name: float(sub_scores[r][j]) for r, name in named if sub_ranks[r][j] > 0},
+                ranks={name: int(sub_ranks[r][j]) for r, name in named if sub_ranks[r][j] > 0},
                 retrieval_score=float(score),
             )
             for j, (pos, score) in enumerate(
