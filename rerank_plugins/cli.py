@@ -216,6 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         retriever_name=args.retriever,
         progress=None if args.quiet else _progress("evaluating"),
         blend_weights=args.blend,
+        retriever_depth=args.retriever_depth,
     )
     eval_s = time.perf_counter() - start
     result = EvalResult(
@@ -228,6 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "candidates": args.candidates,
             "rerank_top": sorted({row["depth"] for row in rows if row["depth"]}),
             "blend": args.blend,
+            "retriever_depth": args.retriever_depth,
             "queries": len(queries),
             "batch_size": getattr(reranker, "batch_size", None),
             "max_length": getattr(reranker, "max_length", None),
@@ -287,6 +289,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         top_k=10,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        retriever_depth=args.retriever_depth,
         peers=args.peers,
         log=_log,
     )
@@ -310,18 +313,15 @@ SAMPLE_QUERIES = (
 
 
 def _read_corpus_file(path: Path) -> tuple[list[str], list[str], list[str]]:
-    ids, texts, queries = [], [], []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise CLIError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            text = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
-            ids.append(str(row.get("_id", row.get("id", number))))
-            texts.append(text)
+    from .evaluation.beir import read_jsonl
+
+    try:
+        rows = read_jsonl(path, require_id=False)
+    except (OSError, ValueError) as error:
+        raise CLIError(str(error)) from None
+    ids = [str(row.get("_id", row.get("id", number))) for number, row in rows]
+    texts = [f"{row.get('title') or ''} {row.get('text') or ''}".strip() for _, row in rows]
+    queries: list[str] = []
     sibling = path.with_name("sample_queries.txt")
     if sibling.is_file():
         queries = [q.strip() for q in sibling.read_text(encoding="utf-8").splitlines() if q.strip()]
@@ -436,6 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,eval,bench}")
 
+    def depth_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--retriever-depth",
+            type=_positive,
+            default=None,
+            metavar="N",
+            help="hybrid only: how deep each retriever's list goes before fusion (default: the "
+            "retriever's max(2 x candidates, 100)); see docs/tuning.md",
+        )
+
     def model_args(p: argparse.ArgumentParser, *, reranker_help: str) -> None:
         p.add_argument("--reranker", default=None, help=reranker_help)
         p.add_argument(
@@ -529,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         "first stage is evaluated",
     )
     ev.add_argument("--candidates", type=_positive, default=100, help="first-stage hits per query")
+    depth_arg(ev)
     ev.add_argument(
         "--rerank-top",
         type=_depths,
@@ -568,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(bench, reranker_help="cross-encoder hub id or local path (default as for demo)")
     bench.add_argument("--queries", type=_positive, default=20)
     bench.add_argument("--candidates", type=_positive, default=30)
+    depth_arg(bench)
     bench.add_argument(
         "--peers",
         default="langchain,llamaindex",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import math
 import time
@@ -75,6 +76,21 @@ def _as_hit(item: Any, position: int) -> Hit:
     )
 
 
+def _accepts_keyword(function: Any, name: str) -> bool:
+    """Whether ``function`` takes keyword ``name`` (explicitly or through ``**kwargs``)."""
+    if not callable(function):
+        return False
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        (p.name == name and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )
+
+
 def _minmax(values: np.ndarray) -> np.ndarray:
     values = values.astype(np.float64)
     span = values.max() - values.min()
@@ -109,6 +125,10 @@ class RerankPipeline:
             first-stage order with ``reranked=False`` (the scoring thread is not killed).
         blend_weight: If set (0..1), final score = ``(1 - w) * minmax(cross-encoder) +
             w * minmax(first stage)`` over the reranked candidates. Off by default.
+        retriever_depth: How deep each of a hybrid first stage's lists goes before fusion,
+            passed as ``search(..., candidates=retriever_depth)`` (HybridRetriever's own
+            default is ``max(2 * k, 100)``). Shallower lists keep documents that only one
+            retriever ranks high; see docs/tuning.md for when that helps reranking.
     """
 
     def __init__(
@@ -121,6 +141,7 @@ class RerankPipeline:
         top_k: int = 5,
         rerank_timeout: float | None = None,
         blend_weight: float | None = None,
+        retriever_depth: int | None = None,
     ) -> None:
         if not isinstance(retriever, SearchesHits) and not callable(retriever):
             raise TypeError("retriever must have search(query, k) or be a function (query, k)")
@@ -135,8 +156,21 @@ class RerankPipeline:
             raise ValueError(f"rerank_timeout must be > 0 seconds, got {rerank_timeout}")
         if blend_weight is not None and not 0.0 <= blend_weight <= 1.0:
             raise ValueError(f"blend_weight must be within [0, 1], got {blend_weight}")
+        self._search_kwargs: dict[str, Any] = {}
+        if retriever_depth is not None:
+            if isinstance(retriever_depth, bool) or not isinstance(retriever_depth, int):
+                raise TypeError(f"retriever_depth must be an int, got {retriever_depth!r}")
+            if retriever_depth < 1:
+                raise ValueError(f"retriever_depth must be >= 1, got {retriever_depth}")
+            if not _accepts_keyword(getattr(retriever, "search", None), "candidates"):
+                raise TypeError(
+                    "retriever_depth needs a retriever whose search() takes a 'candidates' "
+                    f"keyword (like HybridRetriever); {type(retriever).__name__} does not"
+                )
+            self._search_kwargs["candidates"] = retriever_depth
         self.retriever = retriever
         self.reranker = reranker
+        self.retriever_depth = retriever_depth
         self.candidates = candidates
         self.rerank_top = rerank_top
         self.top_k = top_k
@@ -149,7 +183,7 @@ class RerankPipeline:
         """First stage only: ``k`` (default ``candidates``) hits in first-stage order."""
         k = k or self.candidates
         if isinstance(self.retriever, SearchesHits):
-            raw = self.retriever.search(query, k=k)
+            raw = self.retriever.search(query, k=k, **self._search_kwargs)
         else:
             raw = self.retriever(query, k)
         hits = [_as_hit(item, position) for position, item in enumerate(raw)]
@@ -228,8 +262,10 @@ class RerankPipeline:
             return [self.run(query) for query in checked]
         start = time.perf_counter()
         search_many = getattr(self.retriever, "search_many", None)
-        if callable(search_many):
-            raw_lists = search_many(checked, k=self.candidates)
+        if callable(search_many) and (
+            not self._search_kwargs or _accepts_keyword(search_many, "candidates")
+        ):
+            raw_lists = search_many(checked, k=self.candidates, **self._search_kwargs)
             hit_lists = [[_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists]
         else:
             hit_lists = [self.retrieve(query) for query in checked]

@@ -83,6 +83,8 @@ def test_eval_hybrid_writes_json_and_plot(
         str(tiny_embedder_path),
         "--candidates",
         "8",
+        "--retriever-depth",
+        "12",
         "--rerank-top",
         "2,5,50",
         "--batch-size",
@@ -98,6 +100,7 @@ def test_eval_hybrid_writes_json_and_plot(
     assert code == 0, stderr
     assert "NDCG@10" in stdout and "hybrid + rerank@5" in stdout and "rerank p50/p95 ms" in stdout
     data = json.loads(out.read_text())
+    assert data["settings"]["retriever_depth"] == 12
     assert set(data) >= {"settings", "dataset", "results", "timings", "machine"}
     s = data["settings"]
     assert s["retriever"] == "hybrid" and s["candidates"] == 8 and s["queries"] == 5
@@ -363,13 +366,16 @@ def test_bench_runs_ours_and_peers(
         "3",
         "--candidates",
         "6",
+        "--retriever-depth",
+        "6",
         "--out",
         str(out),
     )
     assert code == 0, stderr
     data = json.loads(out.read_text())
     systems = [r["system"] for r in data["results"]]
-    assert systems[0].startswith("rerank-plugins")
+    assert systems[0].startswith("rerank-plugins") and "depth 6" in systems[0]
+    assert data["settings"]["retriever_depth"] == 6
     for r in data["results"]:
         assert 0.0 <= r["ndcg@10"] <= 1.0
         assert r["rerank_pairs"] == 3 * 6 and r["rerank_pairs_per_s"] > 0
@@ -388,3 +394,11 @@ def test_bench_runs_ours_and_peers(
         ran = any(s.startswith(peer) for s in systems)
         assert ran if present else f"{peer} skipped" in skipped
     assert "vs ours" in stdout and "1.00x" in stdout
+
+
+def test_demo_corpus_file_with_bad_line_names_the_line(tmp_path: Path, capsys) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": \n', encoding="utf-8")
+    code, _, stderr = _run(capsys, "demo", "--data", str(corpus), "--query", "fine")
+    assert code == 2
+    assert f"{corpus}:2: invalid JSON" in stderr

@@ -171,3 +171,59 @@ def test_with_real_tiny_cross_encoder(tiny_reranker):
     expected = tiny_reranker.rerank("red fruit", [DOCS[d] for d in ("d1", "d2", "d3", "d4", "d5")])
     assert [h.text for h in result.hits] == [r.passage for r in expected]
     assert [h.rerank_score for h in result.hits] == pytest.approx([r.score for r in expected])
+
+
+class DepthRetriever(ListRetriever):
+    """A first stage whose search/search_many take HybridRetriever's ``candidates`` keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depths: list[int | None] = []
+
+    def search(self, query: str, k: int = 10, *, candidates: int | None = None) -> list[Hit]:
+        self.depths.append(candidates)
+        return super().search(query, k)
+
+    def search_many(self, queries, k: int = 10, *, candidates: int | None = None):
+        self.depths.append(candidates)
+        return [super(DepthRetriever, self).search(q, k) for q in queries]
+
+
+def test_retriever_depth_is_forwarded_to_search_and_search_many():
+    retriever = DepthRetriever()
+    pipeline = RerankPipeline(retriever, LengthReranker(), candidates=4, retriever_depth=7)
+    single = pipeline.run("q")
+    many = pipeline.run_many(["q", "r"])
+    assert retriever.depths == [7, 7]
+    assert [h.id for h in many[0].hits] == [h.id for h in single.hits]
+    RerankPipeline(retriever, LengthReranker(), candidates=4).run("q")
+    assert retriever.depths[-1] is None  # unset: the retriever's own default applies
+
+
+def test_retriever_depth_needs_a_search_that_takes_candidates():
+    with pytest.raises(TypeError, match="candidates"):
+        RerankPipeline(ListRetriever(), LengthReranker(), retriever_depth=10)
+    with pytest.raises(TypeError, match="candidates"):
+        RerankPipeline(lambda q, k: [], LengthReranker(), retriever_depth=10)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="retriever_depth"):
+            RerankPipeline(DepthRetriever(), LengthReranker(), retriever_depth=bad)
+    with pytest.raises(TypeError, match="retriever_depth"):
+        RerankPipeline(DepthRetriever(), LengthReranker(), retriever_depth=2.5)
+
+
+def test_retriever_depth_changes_which_hybrid_candidates_reach_the_reranker(fake_embedder):
+    from rerank_plugins.hybrid import HybridRetriever
+
+    texts = [f"alpha {i} " + "beta " * (i % 5) + f"gamma{i % 7}" for i in range(40)]
+    hybrid = HybridRetriever.from_texts(texts, embedder=fake_embedder, show_progress=False)
+    query = "alpha beta gamma3"
+    for depth in (1, 3, 40):
+        pipeline = RerankPipeline(
+            hybrid, LengthReranker(), candidates=3, top_k=3, retriever_depth=depth
+        )
+        expected = hybrid.search(query, 3, candidates=depth)
+        assert [h.id for h in pipeline.retrieve(query)] == [h.id for h in expected]
+    shallow = {h.id for h in hybrid.search(query, 3, candidates=1)}
+    deep = {h.id for h in hybrid.search(query, 3, candidates=40)}
+    assert shallow != deep  # depth 1 fuses two single-document lists

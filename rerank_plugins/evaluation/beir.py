@@ -25,7 +25,12 @@ class BeirDataset:
         return ids, texts
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, *, require_id: bool = True) -> list[tuple[int, dict]]:
+    """``(line number, record)`` for every non-blank line of a JSON-lines file.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the line for invalid JSON
+    (or, with ``require_id``, a record without ``_id``).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"BEIR file missing: {path}")
     rows = []
@@ -37,9 +42,11 @@ def _read_jsonl(path: Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if "_id" not in row:
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object")
+            if require_id and "_id" not in row:
                 raise ValueError(f"{path}:{number}: record has no '_id'")
-            rows.append(row)
+            rows.append((number, row))
     return rows
 
 
@@ -65,11 +72,11 @@ def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
         raise FileNotFoundError(f"BEIR data directory not found: {root}")
     corpus = {
         str(row["_id"]): {"title": row.get("title") or "", "text": row.get("text") or ""}
-        for row in _read_jsonl(root / "corpus.jsonl")
+        for _, row in read_jsonl(root / "corpus.jsonl")
     }
     qrels = load_qrels(root / "qrels" / f"{split}.tsv")
     all_queries = {
-        str(row["_id"]): row.get("text") or "" for row in _read_jsonl(root / "queries.jsonl")
+        str(row["_id"]): row.get("text") or "" for _, row in read_jsonl(root / "queries.jsonl")
     }
     missing = [qid for qid in qrels if qid not in all_queries]
     if missing:

@@ -61,9 +61,13 @@ class Ours(_System):
         top_k,
         batch_size,
         max_length,
+        retriever_depth=None,
     ) -> None:
         super().__init__()
         self.name = f"rerank-plugins ({retriever})"
+        if retriever_depth is not None:
+            self.name += f", depth {retriever_depth}"
+        self.retriever_depth = retriever_depth
         self._args = (ids, texts, retriever, embedder, reranker_model)
         self.candidates, self.top_k = candidates, top_k
         self.batch_size, self.max_length = batch_size, max_length
@@ -91,7 +95,11 @@ class Ours(_System):
         )
         self.build_s = time.perf_counter() - start
         self.pipeline = RerankPipeline(
-            first, reranker, candidates=self.candidates, top_k=self.top_k
+            first,
+            reranker,
+            candidates=self.candidates,
+            top_k=self.top_k,
+            retriever_depth=self.retriever_depth,
         )
 
     def candidates_for(self, query: str) -> tuple[list[Any], float]:
@@ -216,6 +224,7 @@ def run_bench(
     top_k: int = 10,
     batch_size: int | None = None,
     max_length: int | None = None,
+    retriever_depth: int | None = None,
     peers: str | Sequence[str] = PEERS,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -240,6 +249,7 @@ def run_bench(
         top_k=top_k,
         batch_size=batch_size,
         max_length=max_length,
+        retriever_depth=retriever_depth,
     )
     log(f"building {ours.name} ...")
     ours.build()  # our errors (bad model, missing extra) propagate: nothing to compare against
@@ -339,6 +349,7 @@ def run_bench(
             "embedder": str(embedder) if retriever == "hybrid" else None,
             "queries": len(chosen),
             "candidates": candidates,
+            "retriever_depth": retriever_depth,
             "top_k": top_k,
             "documents": len(ids),
         },

@@ -146,6 +146,7 @@ def evaluate_settings(
     retriever_name: str = "first-stage",
     progress: Callable[[Any], Any] | None = None,
     blend_weights: Sequence[float] = (),
+    retriever_depth: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row for the first stage, then one per rerank depth (when a reranker is given).
 
@@ -160,6 +161,10 @@ def evaluate_settings(
         raise ValueError(f"latency must be one of {LATENCY_MODES}, got {latency!r}")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
+    if retriever_depth is not None and retriever_depth < 1:
+        raise ValueError(f"retriever_depth must be >= 1, got {retriever_depth}")
+    # Per-list depth before fusion (HybridRetriever's ``candidates``); None: its default.
+    search_kwargs = {} if retriever_depth is None else {"candidates": retriever_depth}
     if latency == "measured" and getattr(getattr(reranker, "cache", None), "maxsize", 0):
         raise ValueError(
             "latency='measured' needs a reranker with cache_size=0 (re-timed "
@@ -186,7 +191,7 @@ def evaluate_settings(
         iterator = progress(iterator)
     for qid, query in iterator:
         start = time.perf_counter()
-        hits = retriever.search(query, k=candidates)
+        hits = retriever.search(query, k=candidates, **search_kwargs)
         retrieve_s.append(time.perf_counter() - start)
         ids = [hit.id for hit in hits]
         first_run[qid] = _ranked_run(ids)
