@@ -127,8 +127,9 @@ class RerankPipeline:
             w * minmax(first stage)`` over the reranked candidates. Off by default.
         retriever_depth: How deep each of a hybrid first stage's lists goes before fusion,
             passed as ``search(..., candidates=retriever_depth)`` (HybridRetriever's own
-            default is ``max(2 * k, 100)``). Shallower lists keep documents that only one
-            retriever ranks high; see docs/tuning.md for when that helps reranking.
+            default is ``max(2 * k, 100)``); at least ``candidates``. Shallower lists keep
+            documents that only one retriever ranks high; see docs/tuning.md for when that
+            helps reranking.
     """
 
     def __init__(
@@ -160,12 +161,15 @@ class RerankPipeline:
         if retriever_depth is not None:
             if isinstance(retriever_depth, bool) or not isinstance(retriever_depth, int):
                 raise TypeError(f"retriever_depth must be an int, got {retriever_depth!r}")
-            if retriever_depth < 1:
-                raise ValueError(f"retriever_depth must be >= 1, got {retriever_depth}")
             if not _accepts_keyword(getattr(retriever, "search", None), "candidates"):
                 raise TypeError(
                     "retriever_depth needs a retriever whose search() takes a 'candidates' "
                     f"keyword (like HybridRetriever); {type(retriever).__name__} does not"
+                )
+            if retriever_depth < candidates:
+                raise ValueError(
+                    f"retriever_depth={retriever_depth} is below candidates={candidates}: the "
+                    "first stage would pad its results with documents no retriever ranked"
                 )
             self._search_kwargs["candidates"] = retriever_depth
         self.retriever = retriever

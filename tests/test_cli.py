@@ -85,6 +85,8 @@ def test_eval_hybrid_writes_json_and_plot(
         "8",
         "--retriever-depth",
         "12",
+        "--embed-dtype",
+        "bfloat16",
         "--rerank-top",
         "2,5,50",
         "--batch-size",
@@ -101,6 +103,7 @@ def test_eval_hybrid_writes_json_and_plot(
     assert "NDCG@10" in stdout and "hybrid + rerank@5" in stdout and "rerank p50/p95 ms" in stdout
     data = json.loads(out.read_text())
     assert data["settings"]["retriever_depth"] == 12
+    assert data["settings"]["embed_dtype"] == "bfloat16"
     assert set(data) >= {"settings", "dataset", "results", "timings", "machine"}
     s = data["settings"]
     assert s["retriever"] == "hybrid" and s["candidates"] == 8 and s["queries"] == 5
@@ -402,3 +405,27 @@ def test_demo_corpus_file_with_bad_line_names_the_line(tmp_path: Path, capsys) -
     code, _, stderr = _run(capsys, "demo", "--data", str(corpus), "--query", "fine")
     assert code == 2
     assert f"{corpus}:2: invalid JSON" in stderr
+
+
+def test_retriever_depth_below_candidates_is_refused(beir_dir: Path, capsys) -> None:
+    for command in ("eval", "bench"):
+        args = [command, "--data", str(beir_dir), "--candidates", "10", "--retriever-depth", "5"]
+        code, _, stderr = _run(capsys, *args)
+        assert code == 2
+        assert "--retriever-depth 5 is below --candidates 10" in stderr
+
+
+def test_bad_precision_or_device_is_a_clean_error(beir_dir: Path, tiny_ce_path: Path, capsys):
+    base = ["eval", "--data", str(beir_dir), "--retriever", "bm25", "--reranker", str(tiny_ce_path)]
+    for flag in ("--dtype", "--embed-dtype"):
+        with pytest.raises(SystemExit) as info:
+            cli.main([*base, flag, "int4"])
+        assert info.value.code == 2
+        assert "invalid choice: 'int4'" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():
+        code, _, stderr = _run(capsys, *base, "--device", "cuda", "--queries", "1")
+        assert code == 2
+        assert "error: device='cuda' was requested but CUDA is not available" in stderr
+        assert "Traceback" not in stderr

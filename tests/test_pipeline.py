@@ -205,8 +205,8 @@ def test_retriever_depth_needs_a_search_that_takes_candidates():
         RerankPipeline(ListRetriever(), LengthReranker(), retriever_depth=10)
     with pytest.raises(TypeError, match="candidates"):
         RerankPipeline(lambda q, k: [], LengthReranker(), retriever_depth=10)
-    for bad in (0, -3):
-        with pytest.raises(ValueError, match="retriever_depth"):
+    for bad in (0, -3, 99):  # below candidates=100 the first stage would pad with unranked docs
+        with pytest.raises(ValueError, match=r"retriever_depth=-?\d+ is below candidates=100"):
             RerankPipeline(DepthRetriever(), LengthReranker(), retriever_depth=bad)
     with pytest.raises(TypeError, match="retriever_depth"):
         RerankPipeline(DepthRetriever(), LengthReranker(), retriever_depth=2.5)
@@ -218,7 +218,7 @@ def test_retriever_depth_changes_which_hybrid_candidates_reach_the_reranker(fake
     texts = [f"alpha {i} " + "beta " * (i % 5) + f"gamma{i % 7}" for i in range(40)]
     hybrid = HybridRetriever.from_texts(texts, embedder=fake_embedder, show_progress=False)
     query = "alpha beta gamma3"
-    for depth in (1, 3, 40):
+    for depth in (3, 5, 40):
         pipeline = RerankPipeline(
             hybrid, LengthReranker(), candidates=3, top_k=3, retriever_depth=depth
         )

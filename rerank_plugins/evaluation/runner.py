@@ -58,11 +58,13 @@ def build_retriever(
     batch_size: int = 64,
     show_progress: bool = True,
     embedding_cache: Any = None,
+    embed_dtype: str = "auto",
 ) -> Any:
     """A HybridRetriever over the whole corpus (``title + " " + text``).
 
     ``embedding_cache`` (a directory, True for the default one, or None) reuses document
-    embeddings across runs: see :class:`~rerank_plugins.hybrid.HybridRetriever`.
+    embeddings across runs; ``embed_dtype`` is the embedder's precision: see
+    :class:`~rerank_plugins.hybrid.HybridRetriever`.
     """
     if kind not in RETRIEVERS:
         raise ValueError(f"retriever must be one of {sorted(RETRIEVERS)}, got {kind!r}")
@@ -76,6 +78,7 @@ def build_retriever(
     }
     if kind != "bm25":
         kwargs["embedding_cache"] = embedding_cache
+        kwargs["dtype"] = embed_dtype
     if embedder is not None and kind != "bm25":
         kwargs["embedder"] = embedder
     return HybridRetriever.from_texts(texts, ids=ids, **kwargs)
@@ -161,8 +164,11 @@ def evaluate_settings(
         raise ValueError(f"latency must be one of {LATENCY_MODES}, got {latency!r}")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
-    if retriever_depth is not None and retriever_depth < 1:
-        raise ValueError(f"retriever_depth must be >= 1, got {retriever_depth}")
+    if retriever_depth is not None and retriever_depth < candidates:
+        raise ValueError(
+            f"retriever_depth={retriever_depth} is below candidates={candidates}: the first "
+            "stage would pad its results with documents no retriever ranked"
+        )
     # Per-list depth before fusion (HybridRetriever's ``candidates``); None: its default.
     search_kwargs = {} if retriever_depth is None else {"candidates": retriever_depth}
     if latency == "measured" and getattr(getattr(reranker, "cache", None), "maxsize", 0):

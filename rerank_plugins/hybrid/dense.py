@@ -57,6 +57,9 @@ class Embedder:
 
     A name/path is resolved at once (a missing local path fails here) but the model itself is
     loaded on first use, so an index built from precomputed ``embeddings`` never loads it.
+    ``device``/``dtype`` apply to a model loaded by name: ``"auto"`` runs on CUDA in
+    fp16/bf16 when present (then MPS), else on CPU in fp32 (``dtype="bfloat16"`` is the fast
+    opt-in on CPUs with AMX). A model object or callable runs as it is.
     """
 
     def __init__(
@@ -65,6 +68,8 @@ class Embedder:
         *,
         batch_size: int = 64,
         cache_dir: str | os.PathLike[str] | None = None,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -73,11 +78,18 @@ class Embedder:
         self._model: Any = None
         self._fn: Callable[[list[str]], Any] | None = None
         self.name: str | None = None
+        self.device: Any = None
+        self.dtype: Any = None
         if isinstance(embedder, (str, os.PathLike)):
             self.name = os.fspath(embedder)
             self._source = default_model_path(self.name) or resolve_model_source(
                 self.name, what="embedding"
             )
+            from .._device import resolve_device, resolve_dtype, warn_if_slow_dtype
+
+            self.device = resolve_device(device)
+            self.dtype = resolve_dtype(dtype, self.device)
+            warn_if_slow_dtype(self.dtype, self.device)
         elif hasattr(embedder, "encode") and callable(embedder.encode):
             self._model = embedder
         elif callable(embedder):
@@ -93,11 +105,12 @@ class Embedder:
         if self._model is None and self._fn is None:
             st = require("sentence_transformers", extra_hint="pip install sentence-transformers")
             try:
-                self._model = st.SentenceTransformer(self._source, device="cpu")
+                model = st.SentenceTransformer(self._source, device=str(self.device))
             except ModelNotFoundError:
                 raise
             except (OSError, ValueError) as error:
                 raise offline_hint(self._source, "embedding", error) from error
+            self._model = model.to(self.dtype)
         return self._model
 
     def _cache_path(self, texts: list[str]) -> Path | None:
@@ -111,6 +124,8 @@ class Embedder:
             return None
         source = Path(self._source)
         identity = directory_fingerprint(source) if source.is_dir() else {"hub_id": self._source}
+        if str(self.dtype) != "torch.float32":  # half-precision vectors differ slightly
+            identity = {"model": identity, "dtype": str(self.dtype)}
         digest = hashlib.blake2b(digest_size=20)
         digest.update(json.dumps(identity, sort_keys=True).encode())
         for text in texts:
@@ -154,7 +169,7 @@ class Embedder:
                 convert_to_numpy=True,
                 normalize_embeddings=True,
             )
-            return l2_normalise(vectors, where="embedder output")
+            return l2_normalise(np.asarray(vectors, dtype=np.float32), where="embedder output")
         # A plain callable: length-sorted batches (as sentence-transformers does), then unsort.
         order = np.argsort(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
         starts = range(0, len(texts), self.batch_size)

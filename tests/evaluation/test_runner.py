@@ -41,8 +41,8 @@ def test_retriever_depth_reaches_the_first_stage_and_unset_leaves_its_default():
     retriever.calls.clear()
     evaluate_settings(DATASET, retriever, candidates=4)
     assert retriever.calls == [{"k": 4, "candidates": None}] * 2
-    with pytest.raises(ValueError, match="retriever_depth"):
-        evaluate_settings(DATASET, retriever, candidates=4, retriever_depth=0)
+    with pytest.raises(ValueError, match="retriever_depth=3 is below candidates=4"):
+        evaluate_settings(DATASET, retriever, candidates=4, retriever_depth=3)
 
 
 def test_rows_score_first_stage_then_each_depth():
