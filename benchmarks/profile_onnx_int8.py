@@ -67,6 +67,7 @@ def _op_shares(path: Path, features: dict[str, np.ndarray], batch: int, threads:
 
     options = ort.SessionOptions()
     options.enable_profiling = True
+    options.profile_file_prefix = str(path.parent / "ort_profile")  # in the temp dir, not cwd
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
