@@ -54,8 +54,11 @@ class PipelineResult:
 
 
 def _as_hit(item: Any, position: int) -> Hit:
+    """A first-stage result as a Hit whose ``retrieval_score`` is set (blending reads it)."""
     if isinstance(item, Hit):
-        return item
+        return (
+            item if item.retrieval_score is not None else replace(item, retrieval_score=item.score)
+        )
     if isinstance(item, (tuple, list)) and len(item) >= 3:
         doc_id, text, score = item[0], item[1], item[2]
         metadata = dict(item[3]) if len(item) > 3 and item[3] is not None else {}
@@ -175,6 +178,14 @@ class RerankPipeline:
         self.retriever = retriever
         self.reranker = reranker
         self.retriever_depth = retriever_depth
+        # The batched first stage, when the retriever has one that takes these settings.
+        search_many = getattr(retriever, "search_many", None)
+        self._search_many = (
+            search_many
+            if callable(search_many)
+            and (not self._search_kwargs or _accepts_keyword(search_many, "candidates"))
+            else None
+        )
         self.candidates = candidates
         self.rerank_top = rerank_top
         self.top_k = top_k
@@ -190,21 +201,20 @@ class RerankPipeline:
             raw = self.retriever.search(query, k=k, **self._search_kwargs)
         else:
             raw = self.retriever(query, k)
-        hits = [_as_hit(item, position) for position, item in enumerate(raw)]
-        return [
-            hit if hit.retrieval_score is not None else replace(hit, retrieval_score=hit.score)
-            for hit in hits
-        ]
+        return [_as_hit(item, position) for position, item in enumerate(raw)]
 
-    def _score_with_timeout(self, query: str, passages: list[str]) -> np.ndarray:
-        if self.rerank_timeout is None:
-            return np.asarray(self.reranker.score(query, passages), dtype=np.float64)
+    def _scores(
+        self, function: Callable[..., Any], *args: Any, timeout: float | None
+    ) -> np.ndarray:
+        """``function(*args)`` as float64 scores; past ``timeout`` seconds, TimeoutError."""
+        if timeout is None:
+            return np.asarray(function(*args), dtype=np.float64)
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=2, thread_name_prefix="rerank"
             )
-        future = self._executor.submit(self.reranker.score, query, passages)
-        return np.asarray(future.result(timeout=self.rerank_timeout), dtype=np.float64)
+        future = self._executor.submit(function, *args)
+        return np.asarray(future.result(timeout=timeout), dtype=np.float64)
 
     def _order(self, hits: list[Hit], scores: np.ndarray) -> list[Hit]:
         if len(scores) != len(hits):
@@ -229,7 +239,10 @@ class RerankPipeline:
         head, tail = hits[:depth], hits[depth:]
         reranked, error = True, None
         try:
-            ordered = self._order(head, self._score_with_timeout(query, [h.text for h in head]))
+            scores = self._scores(
+                self.reranker.score, query, [h.text for h in head], timeout=self.rerank_timeout
+            )
+            ordered = self._order(head, scores)
         except concurrent.futures.TimeoutError:
             ordered, reranked = head, False
             error = f"reranking exceeded rerank_timeout={self.rerank_timeout} s"
@@ -265,11 +278,8 @@ class RerankPipeline:
         if score_pairs is None:
             return [self.run(query) for query in checked]
         start = time.perf_counter()
-        search_many = getattr(self.retriever, "search_many", None)
-        if callable(search_many) and (
-            not self._search_kwargs or _accepts_keyword(search_many, "candidates")
-        ):
-            raw_lists = search_many(checked, k=self.candidates, **self._search_kwargs)
+        if self._search_many is not None:
+            raw_lists = self._search_many(checked, k=self.candidates, **self._search_kwargs)
             hit_lists = [[_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists]
         else:
             hit_lists = [self.retrieve(query) for query in checked]
@@ -278,17 +288,8 @@ class RerankPipeline:
         pairs = [(q, h.text) for q, head in zip(checked, heads, strict=True) for h in head]
         reranked, error = True, None
         try:
-            if self.rerank_timeout is None:
-                flat = np.asarray(score_pairs(pairs), dtype=np.float64)
-            else:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=2, thread_name_prefix="rerank"
-                    )
-                future = self._executor.submit(score_pairs, pairs)
-                flat = np.asarray(
-                    future.result(timeout=self.rerank_timeout * len(checked)), dtype=np.float64
-                )
+            timeout = None if self.rerank_timeout is None else self.rerank_timeout * len(checked)
+            flat = self._scores(score_pairs, pairs, timeout=timeout)
             bounds = np.cumsum([0, *(len(head) for head in heads)])
             ordered = [
                 self._order(head, flat[bounds[i] : bounds[i + 1]]) for i, head in enumerate(heads)

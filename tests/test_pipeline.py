@@ -227,3 +227,25 @@ def test_retriever_depth_changes_which_hybrid_candidates_reach_the_reranker(fake
     shallow = {h.id for h in hybrid.search(query, 3, candidates=1)}
     deep = {h.id for h in hybrid.search(query, 3, candidates=40)}
     assert shallow != deep  # depth 1 fuses two single-document lists
+
+
+class HitsWithoutRetrievalScore(ListRetriever):
+    """A batched first stage returning bare Hits (no ``retrieval_score``)."""
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        return [Hit(id=h.id, text=h.text, score=h.score) for h in super().search(query, k)]
+
+    def search_many(self, queries, k: int = 10):
+        return [self.search(q, k) for q in queries]
+
+
+def test_run_many_blends_with_first_stage_scores_like_run():
+    pipeline = RerankPipeline(
+        HitsWithoutRetrievalScore(), LengthReranker(), candidates=5, top_k=5, blend_weight=1.0
+    )
+    single = pipeline.run("q")
+    batched = pipeline.run_many(["q"])[0]
+    # weight 1: the first stage's own order, in both paths
+    assert [h.id for h in single.hits] == ["d1", "d2", "d3", "d4", "d5"]
+    assert [h.id for h in batched.hits] == [h.id for h in single.hits]
+    assert [h.retrieval_score for h in batched.hits] == [10.0, 9.0, 8.0, 7.0, 6.0]
