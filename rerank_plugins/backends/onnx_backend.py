@@ -104,9 +104,6 @@ def _version(package: str) -> str:
         return "absent"
 
 
-_sha256 = sha256_file
-
-
 def _resolve_local_dir(source: str, revision: str | None, local_files_only: bool | None) -> Path:
     """The directory holding the model's files: ``source`` itself or its hub-cache snapshot."""
     path = Path(source).expanduser()
@@ -126,9 +123,6 @@ def _resolve_local_dir(source: str, revision: str | None, local_files_only: bool
     if config_file is None:
         raise offline_hint(source, "cross-encoder", FileNotFoundError("config.json"))
     return Path(config_file).resolve().parent
-
-
-source_fingerprint = directory_fingerprint
 
 
 def cache_key(
@@ -453,7 +447,7 @@ class OnnxBackend:
         self.num_labels = int(self.config.num_labels)
 
         local_dir = _resolve_local_dir(source, revision, local_files_only)
-        self.fingerprint = source_fingerprint(local_dir)
+        self.fingerprint = directory_fingerprint(local_dir)
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
         self.cache_key = cache_key(
             self.fingerprint,
@@ -502,7 +496,7 @@ class OnnxBackend:
                 problem = f"{MODEL_FILE} is missing"
             elif model_file.stat().st_size != manifest.get("onnx_size"):
                 problem = f"{MODEL_FILE} has the wrong size (truncated?)"
-            elif _sha256(model_file) != manifest.get("onnx_sha256"):
+            elif sha256_file(model_file) != manifest.get("onnx_sha256"):
                 problem = f"{MODEL_FILE} sha256 does not match the manifest (corrupted?)"
         if problem is None:
             return manifest
@@ -581,7 +575,7 @@ class OnnxBackend:
             "keep_fp32": self._keep_fp32 if self.quantize else None,
             "nodes_kept_fp32": kept_fp32,
             "fused": bool(fused),
-            "onnx_sha256": _sha256(final),
+            "onnx_sha256": sha256_file(final),
             "onnx_size": final.stat().st_size,
             "fp32_max_abs_diff_vs_torch": fp32_diff,
             "int8_max_abs_diff_vs_torch": quant_diff,
@@ -641,5 +635,4 @@ __all__ = [
     "default_cache_root",
     "export_onnx",
     "physical_cores",
-    "source_fingerprint",
 ]

@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from rerank_plugins import CrossEncoderReranker
+from rerank_plugins._files import sha256_file
 from rerank_plugins.backends import onnx_backend
 from rerank_plugins.backends.onnx_backend import (
     MANIFEST_FILE,
@@ -108,7 +109,7 @@ def test_second_construction_reuses_cache(tiny_ce_path, tmp_path, monkeypatch):
     assert second.cache_path == first.cache_path
     assert model_file.stat().st_mtime_ns == mtime
     manifest = json.loads((first.cache_path / MANIFEST_FILE).read_text())
-    assert manifest["onnx_sha256"] == onnx_backend._sha256(model_file)
+    assert manifest["onnx_sha256"] == sha256_file(model_file)
     assert manifest["fp32_max_abs_diff_vs_torch"] < 1e-4
 
 
