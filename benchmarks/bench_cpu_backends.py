@@ -2,7 +2,8 @@
 
 Each query's 100 BM25 candidates (bm25s: lowercase, English stopwords, PyStemmer English
 stemmer, title + " " + text) are reranked by every backend at the same ``max_length``.
-Reports pairs/s, per-query p50/p95 latency, NDCG@10 of the reranked list, the speed ratio
+Reports pairs/s, per-query p50/p95 latency, NDCG@10 of the reranked list with its paired
+change against torch fp32 (mean over queries and a 95% bootstrap interval), the speed ratio
 against ``sentence_transformers.CrossEncoder.predict(batch_size=32)`` and the largest
 |score difference| against torch fp32.
 
@@ -65,15 +66,31 @@ def bm25_candidates(corpus: dict[str, str], queries: dict[str, str], k: int):
     return {qid: [doc_ids[i] for i in row] for qid, row in zip(queries, results, strict=True)}
 
 
-def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    values = []
+def ndcg_per_query(
+    ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]
+) -> dict[str, float]:
+    values = {}
     for qid, docs in ranked.items():
         rel = qrels.get(qid, {})
         dcg = sum((2 ** rel.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(docs[:10]))
         ideal = sorted(rel.values(), reverse=True)[:10]
         idcg = sum((2**r - 1) / math.log2(i + 2) for i, r in enumerate(ideal))
-        values.append(dcg / idcg if idcg > 0 else 0.0)
+        values[qid] = dcg / idcg if idcg > 0 else 0.0
+    return values
+
+
+def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
+    values = list(ndcg_per_query(ranked, qrels).values())
     return float(np.mean(values)) if values else 0.0
+
+
+def paired_interval(deltas: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple:
+    """95% bootstrap interval of the mean per-query difference (queries resampled)."""
+    if len(deltas) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = deltas[rng.integers(0, len(deltas), (resamples, len(deltas)))].mean(axis=1)
+    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
 
 
 def run_interleaved(score_fns, queries, candidates, corpus):
@@ -111,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="max_tokens_per_batch of our rows (default: the reranker's, per backend/precision)",
+    )
     parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-scifact-ce"))
     parser.add_argument("--data", default=str(SHARED / "data" / "scifact"))
     parser.add_argument("--threads", type=int, default=None, help="torch/ORT threads")
@@ -118,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows",
         default="torch,st,onnx,int8",
-        help="comma list of torch, st, torch-bf16 (needs AMX/AVX512-BF16 to be fast), onnx, int8, int8-all, int8-noffn, int8-tensor (per-tensor), "
-        "int8-rr (reduce_range), int8-nofuse (no ORT fusion)",
+        help="comma list of torch, st, torch-bf16 (needs AMX/AVX512-BF16 to be fast), onnx, "
+        "int8 (default recipe: every MatMul int8), int8-ffnout (FFN output fp32), int8-noffn "
+        "(FFN fp32), int8-tensor (per-tensor), int8-rr (reduce_range), int8-nofuse (no ORT "
+        "fusion), onnx-nofuse",
     )
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
@@ -133,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from rerank_plugins import CrossEncoderReranker
-    from rerank_plugins.backends.onnx_backend import OnnxBackend
 
     corpus, queries, qrels = load_scifact(Path(args.data), args.queries, args.stride)
     candidates = bm25_candidates(corpus, queries, args.candidates)
@@ -146,20 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             device="cpu",
             max_length=args.max_length,
             batch_size=args.batch_size,
+            max_tokens_per_batch=args.max_tokens,
             num_threads=args.threads,
             **kwargs,
         )
 
-    def onnx_row(quantize=None, **backend_kwargs):
-        model = reranker(backend="onnx", quantize=quantize, cache_dir=cache_dir)
-        if backend_kwargs:  # variant knobs not exposed on the reranker: swap the backend
-            model.backend = OnnxBackend(
-                model.model_name,
-                quantize=quantize,
-                cache_dir=cache_dir,
-                num_threads=args.threads,
-                **backend_kwargs,
-            )
+    def onnx_row(quantize=None, **backend_options):
+        model = reranker(
+            backend="onnx", quantize=quantize, cache_dir=cache_dir, backend_options=backend_options
+        )
         return model.score, model.backend.manifest.get("build_seconds")
 
     def st_row():
@@ -184,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             lambda: (reranker(dtype="bfloat16").score, None),
         ),
         "onnx": ("ONNX fp32", lambda: onnx_row()),
-        "int8": ("ONNX int8 (dynamic, per-channel, FFN-out fp32)", lambda: onnx_row("int8")),
-        "int8-all": ("ONNX int8 (every MatMul int8)", lambda: onnx_row("int8", keep_fp32="none")),
+        "int8": ("ONNX int8 (default: every MatMul int8)", lambda: onnx_row("int8")),
+        "int8-ffnout": (
+            "ONNX int8 (FFN output fp32)",
+            lambda: onnx_row("int8", keep_fp32="ffn_output"),
+        ),
         "int8-noffn": ("ONNX int8 (FFN fp32)", lambda: onnx_row("int8", keep_fp32="ffn")),
         "int8-tensor": ("ONNX int8 (per-tensor)", lambda: onnx_row("int8", per_channel=False)),
         "int8-rr": (
@@ -206,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     latencies, scores, ranked = run_interleaved(score_fns, queries, candidates, corpus)
     pairs = sum(len(candidates[q]) for q in queries)
     reference = scores.get("torch")
+    per_query = {name: ndcg_per_query(ranked[name], qrels) for name in score_fns}
     rows = []
     for name in score_fns:
+        if "torch" in per_query:  # paired NDCG@10 change vs torch fp32, per query
+            deltas = np.array([per_query[name][q] - per_query["torch"][q] for q in queries])
+            low, high = paired_interval(deltas)
+        else:
+            deltas, low, high = np.array([]), float("nan"), float("nan")
         diff = (
             max(float(np.max(np.abs(scores[name][q] - reference[q]))) for q in queries)
             if reference is not None
@@ -221,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": 1000 * float(np.percentile(latencies[name], 50)),
                 "p95_ms": 1000 * float(np.percentile(latencies[name], 95)),
                 "ndcg@10": ndcg_at_10(ranked[name], qrels),
+                "ndcg_delta_vs_torch": float(deltas.mean()) if len(deltas) else float("nan"),
+                "ndcg_delta_ci95": [low, high],
+                "queries_changed": int(np.count_nonzero(np.abs(deltas) > 1e-12)),
+                "ndcg_per_query": per_query[name],
                 "max_abs_diff_vs_torch": diff,
                 "load_s": loads[name][0],
                 "export_s": loads[name][1],
@@ -236,13 +268,16 @@ def main(argv: list[str] | None = None) -> int:
         f"threads={args.threads or torch.get_num_threads()}, BM25 NDCG@10={bm25_ndcg:.4f}\n"
     )
     print(
-        "| backend | pairs/s | p50 ms/query | p95 ms/query | NDCG@10 | x ST | max abs diff vs torch |"
+        "| backend | pairs/s | p50 ms/query | p95 ms/query | NDCG@10 | ΔNDCG vs torch [95% CI] "
+        "| x ST | max abs diff vs torch |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        low, high = r["ndcg_delta_ci95"]
         print(
             f"| {r['backend']} | {r['pairs_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-            f"{r['ndcg@10']:.4f} | {r['speed_vs_st']:.2f} | {r['max_abs_diff_vs_torch']:.2e} |"
+            f"{r['ndcg@10']:.4f} | {r['ndcg_delta_vs_torch']:+.4f} [{low:+.4f}, {high:+.4f}] | "
+            f"{r['speed_vs_st']:.2f} | {r['max_abs_diff_vs_torch']:.2e} |"
         )
     if args.json_out:
         Path(args.json_out).write_text(

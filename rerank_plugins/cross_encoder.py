@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -23,8 +24,12 @@ LongPassages = Literal["truncate", "chunk"]
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 #: A query must leave at least this many tokens of the window for the passage.
 MIN_PASSAGE_TOKENS = 16
-#: Default padded-token budget per forward pass on CPU (see ``max_tokens_per_batch``).
-CPU_TOKENS_PER_BATCH = 4096
+#: Default padded-token budget per forward pass on CPU in fp32 and int8 (see
+#: ``max_tokens_per_batch``): 4 pairs of 256 tokens keep a MiniLM's activations within a
+#: core's L2 cache; measured 25% faster per pair than 16 x 256 in docs/benchmarks.md.
+CPU_TOKENS_PER_BATCH = 1024
+#: The same for bf16/fp16 on CPU: AMX/AVX512-BF16 kernels want bigger matrices.
+CPU_HALF_TOKENS_PER_BATCH = 4096
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
@@ -76,9 +81,10 @@ class CrossEncoderReranker:
             ``"bfloat16"``.
         batch_size: Most pairs per forward pass (default 64 on CPU, 128 on CUDA).
         max_tokens_per_batch: Most padded tokens per forward pass. Default on CPU:
-            ``CPU_TOKENS_PER_BATCH`` (4096, e.g. 16 pairs of 256 tokens or 64 of 64): on CPU a
-            forward pass is fastest when its activations stay small, so the budget, not the
-            pair count, sets the batch (measured in docs/benchmarks.md). Default elsewhere:
+            ``CPU_TOKENS_PER_BATCH`` (1024, e.g. 4 pairs of 256 tokens or 64 of 16) in fp32
+            and int8, ``CPU_HALF_TOKENS_PER_BATCH`` (4096) in bf16/fp16: on CPU a forward
+            pass is fastest when its activations stay in cache, so the budget, not the pair
+            count, sets the batch (measured in docs/benchmarks.md). Default elsewhere:
             ``batch_size * max_length`` (never splits a batch more than a count-only batcher).
         max_length: Token window per pair; defaults to the model's limit. The query is never
             truncated: only the passage is (``only_second``).
@@ -91,6 +97,10 @@ class CrossEncoderReranker:
             hashes; 0 (the default) turns it off.
         backend: ``"torch"``, or ``"onnx"`` for an ONNX Runtime CPU session exported once and
             cached (needs the ``[onnx]`` extra).
+        backend_options: Further keyword arguments for the backend, e.g.
+            ``{"keep_fp32": "none"}`` (every MatMul int8) or ``{"spin": True}`` for
+            ``backend="onnx"`` (see :class:`~rerank_plugins.backends.onnx_backend.OnnxBackend`).
+            Unknown names raise a ``ValueError`` that lists the accepted ones.
         quantize: ``"int8"`` for dynamic int8 quantization (``backend="onnx"`` only).
         cache_dir: Where ``backend="onnx"`` caches exports (default
             ``$RERANK_PLUGINS_CACHE/onnx`` or ``~/.cache/rerank-plugins/onnx``).
@@ -113,6 +123,7 @@ class CrossEncoderReranker:
         chunk_overlap: int = 64,
         cache_size: int = 0,
         backend: str = "torch",
+        backend_options: Mapping[str, Any] | None = None,
         quantize: Literal["int8"] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         num_threads: int | None = None,
@@ -154,6 +165,7 @@ class CrossEncoderReranker:
                 if backend == "onnx"
                 else {}
             ),
+            options=backend_options,
         )
         if self.backend.num_labels > 2:
             raise ValueError(
@@ -176,14 +188,18 @@ class CrossEncoderReranker:
         self.chunk_overlap = chunk_overlap
         on_cpu = self.device == "cpu"
         self.batch_size = batch_size or (64 if on_cpu else 128)
-        self.max_tokens_per_batch = max_tokens_per_batch or (
-            CPU_TOKENS_PER_BATCH if on_cpu else self.batch_size * self.max_length
+        self.max_tokens_per_batch = (
+            self._default_token_budget() if max_tokens_per_batch is None else max_tokens_per_batch
         )
         if self.max_tokens_per_batch < 1:
             raise ValueError("max_tokens_per_batch must be >= 1")
         self.show_progress = show_progress
         self.cache = ScoreCache(cache_size)
         backend_tag = f"{backend}-{quantize}" if quantize else backend
+        if backend_options:
+            backend_tag += "|" + ",".join(
+                f"{k}={backend_options[k]!r}" for k in sorted(backend_options)
+            )
         self._cache_namespace = (
             f"{self.model_name}|{backend_tag}|{self.max_length}|{long_passages}|{chunk_overlap}"
         )
@@ -214,16 +230,26 @@ class CrossEncoderReranker:
         return tokenizer
 
     @staticmethod
-    def _load_backend(backend: str, source: str, **kwargs: Any) -> ScoringBackend:
+    def _load_backend(
+        backend: str, source: str, *, options: Mapping[str, Any] | None, **kwargs: Any
+    ) -> ScoringBackend:
         if backend == "torch":
-            from .backends.torch_backend import TorchBackend
-
-            return TorchBackend(source, **kwargs)
-        if backend == "onnx":
-            from .backends.onnx_backend import OnnxBackend
-
-            return OnnxBackend(source, **kwargs)
-        raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+            from .backends.torch_backend import TorchBackend as backend_class
+        elif backend == "onnx":
+            from .backends.onnx_backend import OnnxBackend as backend_class
+        else:
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        options = dict(options or {})
+        accepted = set(inspect.signature(backend_class).parameters) - set(kwargs) - {"source"}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            taken = [name for name in unknown if name in kwargs]
+            hint = f"pass {', '.join(taken)} to CrossEncoderReranker directly; " if taken else ""
+            raise ValueError(
+                f"backend_options {unknown} not accepted by backend={backend!r}; {hint}"
+                f"options it takes: {sorted(accepted)}"
+            )
+        return backend_class(source, **kwargs, **options)
 
     def _model_limit(self) -> int:
         config = getattr(self.backend, "config", None)
@@ -241,6 +267,13 @@ class CrossEncoderReranker:
             )
             limits.append(positions - offset)
         return min(limits) if limits else 512
+
+    def _default_token_budget(self) -> int:
+        if self.device != "cpu":
+            return self.batch_size * self.max_length
+        dtype = str(getattr(self.backend, "dtype", "float32"))
+        half = dtype.endswith(("bfloat16", "float16"))
+        return CPU_HALF_TOKENS_PER_BATCH if half else CPU_TOKENS_PER_BATCH
 
     @property
     def device(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +14,11 @@ import pytest
 import torch
 
 from rerank_plugins import CrossEncoderReranker, ModelNotFoundError, RerankResult
-from rerank_plugins.cross_encoder import plan_batches
+from rerank_plugins.cross_encoder import (
+    CPU_HALF_TOKENS_PER_BATCH,
+    CPU_TOKENS_PER_BATCH,
+    plan_batches,
+)
 from tests.conftest import WORDS, build_tiny_cross_encoder
 
 QUERY = "vitamin d deficiency risk"
@@ -334,6 +339,25 @@ def test_device_and_dtype_resolution(ce_path, reranker):
     scores = bf16.score(QUERY, ["cell growth", "brain"])
     assert scores.dtype == np.float32
     np.testing.assert_allclose(scores, reranker.score(QUERY, ["cell growth", "brain"]), atol=0.1)
+
+
+def test_torch_backend_rejects_onnx_options(ce_path):
+    with pytest.raises(ValueError, match=r"\['keep_fp32'\] not accepted by backend='torch'"):
+        CrossEncoderReranker(ce_path, device="cpu", backend_options={"keep_fp32": "none"})
+    with pytest.raises(ValueError, match="max_tokens_per_batch must be >= 1"):
+        CrossEncoderReranker(ce_path, device="cpu", max_tokens_per_batch=0)
+
+
+def test_default_token_budget_follows_precision(ce_path, reranker):
+    assert reranker.max_tokens_per_batch == CPU_TOKENS_PER_BATCH
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 is emulated (and warned about) without AMX
+        bf16 = CrossEncoderReranker(ce_path, device="cpu", dtype="bfloat16")
+        explicit = CrossEncoderReranker(
+            ce_path, device="cpu", dtype="bfloat16", max_tokens_per_batch=77
+        )
+    assert bf16.max_tokens_per_batch == CPU_HALF_TOKENS_PER_BATCH > CPU_TOKENS_PER_BATCH
+    assert explicit.max_tokens_per_batch == 77
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CUDA-missing error")

@@ -56,6 +56,7 @@ def test_fp32_matches_torch_on_tiny_model(tiny_ce_path, tiny_torch, tmp_path):
     assert isinstance(onnx.backend, OnnxBackend)
     assert onnx.backend.input_names == tiny_torch.backend.input_names
     assert onnx.max_length == tiny_torch.max_length
+    assert onnx.max_tokens_per_batch == tiny_torch.max_tokens_per_batch  # fp32/int8 CPU budget
     expected = tiny_torch.score_pairs(_pairs())
     got = onnx.score_pairs(_pairs())
     assert got.dtype == np.float32
@@ -92,6 +93,43 @@ def test_int8_tiny_model_runs(tiny_ce_path, tiny_torch, tmp_path):
     manifest = int8.backend.manifest
     assert manifest["quantize"] == "int8"
     assert "int8" not in _entry(tmp_path).name  # key is a hash; mode lives in the manifest
+
+
+def test_int8_batch_size_one_scores_each_pair_on_its_own(tiny_ce_path, tmp_path):
+    # Documented: with batch_size=1 an int8 score no longer depends on the pair's neighbours.
+    int8 = CrossEncoderReranker(
+        tiny_ce_path, backend="onnx", quantize="int8", cache_dir=tmp_path, batch_size=1
+    )
+    together = int8.score(QUERIES[0], PASSAGES)
+    alone = np.array([int8.score(QUERIES[0], [p])[0] for p in PASSAGES], dtype=np.float32)
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_backend_options_reach_the_backend(tiny_ce_path, tmp_path):
+    default = CrossEncoderReranker(
+        tiny_ce_path, backend="onnx", quantize="int8", cache_dir=tmp_path
+    )
+    assert default.backend.manifest["keep_fp32"] == "none"
+    assert default.backend.manifest["nodes_kept_fp32"] == []
+    ffn_out = CrossEncoderReranker(
+        tiny_ce_path,
+        backend="onnx",
+        quantize="int8",
+        cache_dir=tmp_path,
+        backend_options={"keep_fp32": "ffn_output"},
+    )
+    assert ffn_out.backend.manifest["keep_fp32"] == "ffn_output"
+    kept = ffn_out.backend.manifest["nodes_kept_fp32"]
+    assert kept and all(name.endswith("/output/dense/MatMul") for name in kept)
+    assert default.backend.cache_key != ffn_out.backend.cache_key
+    with pytest.raises(ValueError, match=r"\['kep_fp32'\].*keep_fp32"):
+        CrossEncoderReranker(
+            tiny_ce_path, backend="onnx", cache_dir=tmp_path, backend_options={"kep_fp32": "none"}
+        )
+    with pytest.raises(ValueError, match="pass num_threads to CrossEncoderReranker directly"):
+        CrossEncoderReranker(
+            tiny_ce_path, backend="onnx", cache_dir=tmp_path, backend_options={"num_threads": 1}
+        )
 
 
 def test_second_construction_reuses_cache(tiny_ce_path, tmp_path, monkeypatch):
