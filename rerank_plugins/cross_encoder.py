@@ -140,6 +140,8 @@ class CrossEncoderReranker:
             raise ValueError(f"long_passages must be 'truncate' or 'chunk', got {long_passages!r}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_tokens_per_batch is not None and max_tokens_per_batch < 1:
+            raise ValueError(f"max_tokens_per_batch must be >= 1, got {max_tokens_per_batch}")
         if chunk_overlap < 0:
             raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
         if quantize is not None and backend != "onnx":
@@ -191,8 +193,6 @@ class CrossEncoderReranker:
         self.max_tokens_per_batch = (
             self._default_token_budget() if max_tokens_per_batch is None else max_tokens_per_batch
         )
-        if self.max_tokens_per_batch < 1:
-            raise ValueError("max_tokens_per_batch must be >= 1")
         self.show_progress = show_progress
         self.cache = ScoreCache(cache_size)
         backend_tag = f"{backend}-{quantize}" if quantize else backend
