@@ -26,7 +26,7 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 MIN_PASSAGE_TOKENS = 16
 #: Default padded-token budget per forward pass on CPU in fp32 and int8 (see
 #: ``max_tokens_per_batch``): 4 pairs of 256 tokens keep a MiniLM's activations within a
-#: core's L2 cache; measured 25% faster per pair than 16 x 256 in docs/benchmarks.md.
+#: core's L2 cache; measured 5-25% faster per pair than 16 x 256 (docs/benchmarks.md).
 CPU_TOKENS_PER_BATCH = 1024
 #: The same for bf16/fp16 on CPU: AMX/AVX512-BF16 kernels want bigger matrices.
 CPU_HALF_TOKENS_PER_BATCH = 4096
