@@ -32,6 +32,15 @@ def check_passages(passages: object, *, where: str = "passages") -> list[str]:
     return out
 
 
+def check_retriever_depth(retriever_depth: int | None, candidates: int) -> None:
+    """Per-retriever depth before fusion must cover the candidates asked of the fused list."""
+    if retriever_depth is not None and retriever_depth < candidates:
+        raise ValueError(
+            f"retriever_depth={retriever_depth} is below candidates={candidates}: the first "
+            "stage would pad its results with documents no retriever ranked"
+        )
+
+
 def check_top_n(top_n: int | None) -> int | None:
     if top_n is None:
         return None

@@ -627,13 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ModelNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # a setting the libraries refused (device, sizes, ...)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ImportError as error:
+    # Our own errors, settings the libraries refused (ValueError) and missing extras.
+    except (CLIError, ModelNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

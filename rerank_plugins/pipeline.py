@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._validation import check_query
+from ._validation import check_query, check_retriever_depth
 from .types import Hit
 
 logger = logging.getLogger(__name__)
@@ -169,11 +169,7 @@ class RerankPipeline:
                     "retriever_depth needs a retriever whose search() takes a 'candidates' "
                     f"keyword (like HybridRetriever); {type(retriever).__name__} does not"
                 )
-            if retriever_depth < candidates:
-                raise ValueError(
-                    f"retriever_depth={retriever_depth} is below candidates={candidates}: the "
-                    "first stage would pad its results with documents no retriever ranked"
-                )
+            check_retriever_depth(retriever_depth, candidates)
             self._search_kwargs["candidates"] = retriever_depth
         self.retriever = retriever
         self.reranker = reranker

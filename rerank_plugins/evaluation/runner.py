@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_retriever_depth
 from ..pipeline import blend_scores
 from .beir import BeirDataset
 from .metrics import evaluate
@@ -164,11 +165,7 @@ def evaluate_settings(
         raise ValueError(f"latency must be one of {LATENCY_MODES}, got {latency!r}")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
-    if retriever_depth is not None and retriever_depth < candidates:
-        raise ValueError(
-            f"retriever_depth={retriever_depth} is below candidates={candidates}: the first "
-            "stage would pad its results with documents no retriever ranked"
-        )
+    check_retriever_depth(retriever_depth, candidates)
     # Per-list depth before fusion (HybridRetriever's ``candidates``); None: its default.
     search_kwargs = {} if retriever_depth is None else {"candidates": retriever_depth}
     if latency == "measured" and getattr(getattr(reranker, "cache", None), "maxsize", 0):
