@@ -130,21 +130,23 @@ def load_dataset(path: str | os.PathLike[str], split: str) -> Any:
         raise CLIError(f"cannot read BEIR data from {os.fspath(path)!r}: {error}") from None
 
 
-def load_reranker(model: str, args: argparse.Namespace, **extra: Any) -> Any:
-    from ..cross_encoder import CrossEncoderReranker
-
+def reranker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``CrossEncoderReranker`` settings from the shared model flags (one place for every command)."""
     kwargs: dict[str, Any] = {
         "device": getattr(args, "device", "auto"),
         "dtype": getattr(args, "dtype", "auto"),
         "backend": getattr(args, "backend", "torch"),
     }
-    if getattr(args, "quantize", None):
-        kwargs["quantize"] = args.quantize
-    if getattr(args, "batch_size", None):
-        kwargs["batch_size"] = args.batch_size
-    if getattr(args, "max_length", None):
-        kwargs["max_length"] = args.max_length
-    kwargs.update(extra)
+    for name in ("quantize", "batch_size", "max_length"):
+        if getattr(args, name, None):
+            kwargs[name] = getattr(args, name)
+    return kwargs
+
+
+def load_reranker(model: str, args: argparse.Namespace, **extra: Any) -> Any:
+    from ..cross_encoder import CrossEncoderReranker
+
+    kwargs = {**reranker_kwargs(args), **extra}
     log(f"loading cross-encoder {model} ...")
     start = time.perf_counter()
     reranker = CrossEncoderReranker(model, **kwargs)
@@ -204,7 +206,10 @@ def add_depth_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_model_args(p: argparse.ArgumentParser, *, reranker_help: str) -> None:
+def add_model_args(
+    p: argparse.ArgumentParser, *, reranker_help: str, embedding_cache: bool = True
+) -> None:
+    """The cross-encoder and embedder flags every command shares (``--embedding-cache`` optional)."""
     p.add_argument("--reranker", default=None, help=reranker_help)
     p.add_argument(
         "--embedder",
@@ -244,11 +249,12 @@ def add_model_args(p: argparse.ArgumentParser, *, reranker_help: str) -> None:
         default=None,
         help="with --backend onnx: dynamic int8 (faster, may cost quality: see the docs)",
     )
-    p.add_argument(
-        "--embedding-cache",
-        default=None,
-        metavar="DIR",
-        help="reuse document embeddings cached here across runs (default "
-        "$RERANK_PLUGINS_CACHE/embeddings or ~/.cache/rerank-plugins/embeddings; "
-        "'off' disables; bench never uses it, to time indexing fairly)",
-    )
+    if embedding_cache:
+        p.add_argument(
+            "--embedding-cache",
+            default=None,
+            metavar="DIR",
+            help="reuse document embeddings cached here across runs (default "
+            "$RERANK_PLUGINS_CACHE/embeddings or ~/.cache/rerank-plugins/embeddings; "
+            "'off' disables)",
+        )

@@ -7,6 +7,7 @@ import argparse
 from ._common import (
     CLIError,
     add_depth_arg,
+    add_embed_dtype_arg,
     add_model_args,
     check_retriever_depth,
     default_embedder,
@@ -14,6 +15,7 @@ from ._common import (
     load_dataset,
     log,
     positive_int,
+    reranker_kwargs,
     write_json,
 )
 
@@ -38,8 +40,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         queries=args.queries,
         candidates=args.candidates,
         top_k=10,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
+        reranker_kwargs=reranker_kwargs(args),
+        embed_dtype=args.embed_dtype,
         retriever_depth=args.retriever_depth,
         peers=args.peers,
         log=log,
@@ -62,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--data", required=True, help="BEIR directory")
     bench.add_argument("--split", default="test")
     bench.add_argument("--retriever", choices=("bm25", "hybrid"), default="hybrid")
-    add_model_args(bench, reranker_help="cross-encoder hub id or local path (default as for demo)")
+    add_model_args(
+        bench,
+        reranker_help="cross-encoder hub id or local path (default as for demo)",
+        embedding_cache=False,  # bench always encodes, so index build times compare fairly
+    )
+    add_embed_dtype_arg(bench)
     bench.add_argument("--queries", type=positive_int, default=20)
     bench.add_argument("--candidates", type=positive_int, default=30)
     add_depth_arg(bench)

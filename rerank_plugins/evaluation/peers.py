@@ -19,7 +19,7 @@ drift on a shared machine hits all of them alike. Missing peer packages are skip
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,8 +59,8 @@ class Ours(_System):
         reranker_model,
         candidates,
         top_k,
-        batch_size,
-        max_length,
+        reranker_kwargs: Mapping[str, Any],
+        embed_dtype: str = "auto",
         retriever_depth=None,
     ) -> None:
         super().__init__()
@@ -70,7 +70,7 @@ class Ours(_System):
         self.retriever_depth = retriever_depth
         self._args = (ids, texts, retriever, embedder, reranker_model)
         self.candidates, self.top_k = candidates, top_k
-        self.batch_size, self.max_length = batch_size, max_length
+        self.reranker_kwargs, self.embed_dtype = dict(reranker_kwargs), embed_dtype
         self.pipeline: Any = None
 
     def build(self) -> None:
@@ -79,12 +79,7 @@ class Ours(_System):
         from ..pipeline import RerankPipeline
 
         ids, texts, retriever, embedder, model = self._args
-        kwargs: dict[str, Any] = {}
-        if self.batch_size:
-            kwargs["batch_size"] = self.batch_size
-        if self.max_length:
-            kwargs["max_length"] = self.max_length
-        reranker = CrossEncoderReranker(model, device="cpu", **kwargs)
+        reranker = CrossEncoderReranker(model, **self.reranker_kwargs)
         start = time.perf_counter()
         first = HybridRetriever.from_texts(
             texts,
@@ -92,6 +87,9 @@ class Ours(_System):
             embedder=embedder,
             show_progress=False,
             retrievers=("bm25", "dense") if retriever == "hybrid" else ("bm25",),
+            device=self.reranker_kwargs.get("device", "auto"),
+            dtype=self.embed_dtype,
+            embedding_cache=False,  # every system encodes the corpus: build times compare
         )
         self.build_s = time.perf_counter() - start
         self.pipeline = RerankPipeline(
@@ -121,9 +119,10 @@ class Ours(_System):
 
 class LangChainPeer(_System):
     def __init__(
-        self, ids, texts, *, retriever, embedder, reranker_model, candidates, top_k
+        self, ids, texts, *, retriever, embedder, reranker_model, candidates, top_k, device
     ) -> None:
         super().__init__()
+        self.device = device
         self.name = (
             "langchain (BM25Retriever"
             + (" + FAISS, EnsembleRetriever" if retriever == "hybrid" else "")
@@ -140,7 +139,7 @@ class LangChainPeer(_System):
         ids, texts, retriever, embedder, model = self._args
         metadatas = [{"id": doc_id} for doc_id in ids]
         self.compressor = CrossEncoderReranker(
-            model=HuggingFaceCrossEncoder(model_name=model, model_kwargs={"device": "cpu"}),
+            model=HuggingFaceCrossEncoder(model_name=model, model_kwargs={"device": self.device}),
             top_n=self.top_k,
         )
         start = time.perf_counter()
@@ -149,7 +148,9 @@ class LangChainPeer(_System):
             from langchain_classic.retrievers import EnsembleRetriever
             from langchain_community.vectorstores import FAISS
 
-            store = FAISS.from_texts(texts, _langchain_embeddings(embedder), metadatas=metadatas)
+            store = FAISS.from_texts(
+                texts, _langchain_embeddings(embedder, self.device), metadatas=metadatas
+            )
             dense = store.as_retriever(search_kwargs={"k": self.candidates})
             self.retriever = EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
         else:
@@ -165,7 +166,7 @@ class LangChainPeer(_System):
         return [d.metadata["id"] for d in ranked], retrieved - start, done - retrieved, len(docs)
 
 
-def _langchain_embeddings(embedder: Any) -> Any:
+def _langchain_embeddings(embedder: Any, device: str) -> Any:
     try:
         from langchain_huggingface import HuggingFaceEmbeddings
     except ImportError:
@@ -176,7 +177,7 @@ def _langchain_embeddings(embedder: Any) -> Any:
         warnings.catch_warnings()
     ):  # langchain_community's class is deprecated, still the common one
         warnings.simplefilter("ignore")
-        return HuggingFaceEmbeddings(model_name=str(embedder), model_kwargs={"device": "cpu"})
+        return HuggingFaceEmbeddings(model_name=str(embedder), model_kwargs={"device": device})
 
 
 class LlamaIndexPeer(_System):
@@ -184,15 +185,15 @@ class LlamaIndexPeer(_System):
 
     name = "llamaindex (SentenceTransformerRerank, our candidates)"
 
-    def __init__(self, ours: Ours, *, reranker_model, top_k) -> None:
+    def __init__(self, ours: Ours, *, reranker_model, top_k, device) -> None:
         super().__init__()
-        self.ours, self.model, self.top_k = ours, reranker_model, top_k
+        self.ours, self.model, self.top_k, self.device = ours, reranker_model, top_k, device
 
     def build(self) -> None:
         from llama_index.core.postprocessor import SentenceTransformerRerank
 
         self.rerank = SentenceTransformerRerank(
-            model=str(self.model), top_n=self.top_k, device="cpu"
+            model=str(self.model), top_n=self.top_k, device=self.device
         )
         self.build_s = self.ours.build_s  # same index as ours
         theirs = getattr(getattr(self.rerank, "_model", None), "max_length", None)
@@ -222,13 +223,24 @@ def run_bench(
     queries: int = 20,
     candidates: int = 30,
     top_k: int = 10,
-    batch_size: int | None = None,
-    max_length: int | None = None,
+    reranker_kwargs: Mapping[str, Any] | None = None,
+    embed_dtype: str = "auto",
     retriever_depth: int | None = None,
     peers: str | Sequence[str] = PEERS,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build every system, run the same queries through each, return metrics, timings and a table."""
+    """Build every system, run the same queries through each, return metrics, timings and a table.
+
+    ``reranker_kwargs`` (device, dtype, backend, quantize, batch_size, max_length, ...) go to
+    our ``CrossEncoderReranker``; the device also goes to every peer (their cross-encoder and
+    embedder), the other settings have no peer equivalent and the report's notes say so.
+    ``embed_dtype`` is our dense embedder's precision.
+    """
+    from .._device import resolve_device
+
+    reranker_kwargs = dict(reranker_kwargs or {})
+    device = str(resolve_device(reranker_kwargs.get("device", "auto")))
+    reranker_kwargs["device"] = device
     if isinstance(peers, str):
         peers = [p.strip() for p in peers.split(",") if p.strip()]
     unknown = sorted(set(peers) - set(PEERS))
@@ -247,8 +259,8 @@ def run_bench(
         reranker_model=reranker_model,
         candidates=candidates,
         top_k=top_k,
-        batch_size=batch_size,
-        max_length=max_length,
+        reranker_kwargs=reranker_kwargs,
+        embed_dtype=embed_dtype,
         retriever_depth=retriever_depth,
     )
     log(f"building {ours.name} ...")
@@ -263,8 +275,11 @@ def run_bench(
             reranker_model=reranker_model,
             candidates=candidates,
             top_k=top_k,
+            device=device,
         ),
-        "llamaindex": lambda: LlamaIndexPeer(ours, reranker_model=reranker_model, top_k=top_k),
+        "llamaindex": lambda: LlamaIndexPeer(
+            ours, reranker_model=reranker_model, top_k=top_k, device=device
+        ),
     }
     for peer in peers:
         system = factories[peer]()
@@ -278,8 +293,16 @@ def run_bench(
             continue
         systems.append(system)
         notes.extend(system.notes)
-    if batch_size or max_length:
-        notes.append("--batch-size/--max-length apply to ours only; peers run at their defaults")
+    ours_only = {
+        name: value
+        for name, value in reranker_kwargs.items()
+        if name != "device" and value not in (None, "auto", "torch")
+    }
+    if embed_dtype != "auto":
+        ours_only["embed_dtype"] = embed_dtype
+    if len(systems) > 1 and ours_only:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(ours_only.items()))
+        notes.append(f"{settings}: ours only (no peer equivalent); peers run at their defaults")
 
     for system in systems:  # warm-up: first-call costs (lazy loads, allocations) not timed
         system.query(next(iter(chosen.values())))
@@ -325,9 +348,9 @@ def run_bench(
         "index build s",
         "query p50/p95 ms",
         "rerank pairs/s",
-        "build vs ours",
-        "p50 vs ours",
-        "pairs/s vs ours",
+        "build vs ours (<1: faster)",
+        "p50 vs ours (<1: faster)",
+        "pairs/s vs ours (>1: faster)",
     )
     body = [
         [
@@ -352,6 +375,9 @@ def run_bench(
             "retriever_depth": retriever_depth,
             "top_k": top_k,
             "documents": len(ids),
+            "device": device,
+            "reranker_kwargs": {k: v for k, v in reranker_kwargs.items() if k != "device"},
+            "embed_dtype": embed_dtype,
         },
         "results": results,
         "notes": notes,

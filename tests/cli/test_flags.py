@@ -1,0 +1,117 @@
+"""Every model/precision flag of every subcommand reaches the object it configures.
+
+Each case records the keyword arguments the command passes to ``CrossEncoderReranker`` and to
+``HybridRetriever`` (both replaced by recorders that stop the command early), so a flag that a
+subcommand parses but drops fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rerank_plugins import cli
+
+pytest.importorskip("bm25s")
+pytest.importorskip("faiss")
+
+
+class _Stop(Exception):
+    """Raised by the retriever recorder: the command got as far as building the index."""
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+    import rerank_plugins.cross_encoder as cross_encoder_module
+    from rerank_plugins.hybrid import HybridRetriever
+
+    seen: dict[str, dict[str, Any]] = {}
+
+    class RecordingReranker:
+        model_name = "recorded"
+        device = "cpu"
+
+        def __init__(self, model: str, **kwargs: Any) -> None:
+            seen["reranker"] = {"model": model, **kwargs}
+
+        def score(self, query: str, passages: list[str]) -> list[float]:
+            return [0.0] * len(passages)
+
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        seen["retriever"] = kwargs
+        raise _Stop
+
+    monkeypatch.setattr(cross_encoder_module, "CrossEncoderReranker", RecordingReranker)
+    monkeypatch.setattr(HybridRetriever, "__init__", recording_init)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("flags-beir")
+    (root / "qrels").mkdir()
+    docs = [{"_id": f"d{i}", "title": "", "text": f"cell protein {i}"} for i in range(4)]
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "cell"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+    return root
+
+
+# (flag, value, which recorder, keyword, expected value)
+RERANKER_FLAGS = [
+    ("--device", "cpu:1", "reranker", "device", "cpu:1"),
+    ("--dtype", "bfloat16", "reranker", "dtype", "bfloat16"),
+    ("--backend", "onnx", "reranker", "backend", "onnx"),
+    ("--quantize", "int8", "reranker", "quantize", "int8"),
+    ("--batch-size", "7", "reranker", "batch_size", 7),
+    ("--max-length", "99", "reranker", "max_length", 99),
+]
+EMBEDDER_FLAGS = [
+    ("--embed-dtype", "bfloat16", "retriever", "dtype", "bfloat16"),
+    ("--embedder", "my/embedder", "retriever", "embedder", "my/embedder"),
+]
+CACHE_FLAG = [("--embedding-cache", "off", "retriever", "embedding_cache", False)]
+
+
+def _argv(command: str, beir_dir: Path) -> list[str]:
+    base = [command, "--data", str(beir_dir), "--reranker", "some/model"]
+    if command == "bench":
+        return [*base, "--peers", "", "--queries", "1"]
+    return base
+
+
+CASES = [
+    (command, *flag)
+    for command, flags in (
+        ("demo", RERANKER_FLAGS + EMBEDDER_FLAGS + CACHE_FLAG),
+        ("eval", RERANKER_FLAGS + EMBEDDER_FLAGS + CACHE_FLAG),
+        ("bench", RERANKER_FLAGS + EMBEDDER_FLAGS),
+    )
+    for flag in flags
+]
+
+
+@pytest.mark.parametrize(("command", "flag", "value", "target", "keyword", "expected"), CASES)
+def test_flag_reaches_its_target(
+    recorded: dict[str, dict[str, Any]],
+    beir_dir: Path,
+    command: str,
+    flag: str,
+    value: str,
+    target: str,
+    keyword: str,
+    expected: Any,
+) -> None:
+    with pytest.raises(_Stop):
+        cli.main(["--debug", *_argv(command, beir_dir), flag, value])
+    assert recorded[target].get(keyword) == expected, (command, flag, recorded[target])
+
+
+def test_bench_refuses_embedding_cache(beir_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """bench always encodes (fair index build times), so the cache flag is refused, not ignored."""
+    with pytest.raises(SystemExit):
+        cli.main([*_argv("bench", beir_dir), "--embedding-cache", "off"])
+    assert "unrecognized arguments: --embedding-cache" in capsys.readouterr().err
