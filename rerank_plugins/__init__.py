@@ -7,6 +7,7 @@ are imported lazily.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from ._models import ModelNotFoundError
@@ -17,7 +18,10 @@ if TYPE_CHECKING:
     from .hybrid import HybridRetriever
     from .pipeline import PipelineResult, RerankPipeline
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    __version__ = _metadata.version("rerank-plugins")
+except _metadata.PackageNotFoundError:  # pragma: no cover - source tree without an install
+    __version__ = "0+unknown"
 
 _LAZY = {
     "HybridRetriever": ("rerank_plugins.hybrid", "HybridRetriever"),

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+#: Seconds to wait for a TCP connection to the model hub before calling it unreachable.
+HUB_PROBE_TIMEOUT_S = 3.0
+#: A well-known hub id per kind of model, for error messages.
+EXAMPLE_MODEL_IDS = {
+    "cross-encoder": "cross-encoder/ms-marco-MiniLM-L-6-v2",
+    "embedding": "sentence-transformers/all-MiniLM-L6-v2",
+}
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 
 class ModelNotFoundError(OSError):
@@ -47,9 +61,63 @@ def resolve_model_source(name: str | os.PathLike[str], *, what: str) -> str:
         raise ModelNotFoundError(
             f"{what} model directory {str(path)!r} does not exist. Pass an existing local "
             "directory (with config.json and weights) or a hub id such as "
-            "'cross-encoder/ms-marco-MiniLM-L-6-v2'."
+            f"{EXAMPLE_MODEL_IDS.get(what, EXAMPLE_MODEL_IDS['cross-encoder'])!r}."
         )
+    check_hub_reachable(text, what=what)
     return text
+
+
+def _cached_on_disk(repo_id: str) -> bool:
+    """Whether the Hugging Face cache already holds ``repo_id``'s config (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return False
+    for filename in ("config.json", "modules.json"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, filename), str):
+                return True
+        except ValueError:  # not a valid repo id: let the loader report it
+            return True
+    return False
+
+
+def hub_unreachable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the model hub cannot be reached (a quick TCP connect), or None when it can.
+
+    Skipped (None) behind a proxy, where a direct connection says nothing about reachability.
+    """
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    host = endpoint.hostname or ""
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"{host}:{port} is unreachable ({type(error).__name__}: {error})"
+
+
+def check_hub_reachable(repo_id: str, *, what: str) -> None:
+    """Fail in seconds, not minutes of retries, for a hub id that is neither cached nor reachable."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or _cached_on_disk(repo_id):
+        return
+    reason = hub_unreachable_reason()
+    if reason is not None:
+        raise offline_hint(repo_id, what, ConnectionError(f"the model hub at {reason}"))
+
+
+def load_pretrained(loader: Callable[..., T], source: str, what: str, **kwargs: Any) -> T:
+    """``loader(source, **kwargs)`` (a ``from_pretrained``), a loading failure as the offline hint."""
+    try:
+        return loader(source, **kwargs)
+    except OSError as error:
+        raise offline_hint(source, what, error) from error
 
 
 def pretrained_kwargs(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._cache import ScoreCache, pair_key
-from ._models import offline_hint, pretrained_kwargs, resolve_model_source
+from ._models import load_pretrained, pretrained_kwargs, resolve_model_source
 from ._validation import check_passages, check_query, check_top_n
 from .backends import ScoringBackend
 from .types import RerankResult
@@ -218,10 +218,9 @@ class CrossEncoderReranker:
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
         )
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        except OSError as error:
-            raise offline_hint(source, "cross-encoder", error) from error
+        tokenizer = load_pretrained(
+            AutoTokenizer.from_pretrained, source, "cross-encoder", **kwargs
+        )
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(
                 f"{source!r} has no fast (Rust) tokenizer; rerank-plugins needs one for "

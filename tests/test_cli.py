@@ -429,3 +429,37 @@ def test_bad_precision_or_device_is_a_clean_error(beir_dir: Path, tiny_ce_path: 
         assert code == 2
         assert "error: device='cuda' was requested but CUDA is not available" in stderr
         assert "Traceback" not in stderr
+
+
+def test_bad_embedder_fails_before_the_cross_encoder_loads(
+    beir_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import rerank_plugins.cross_encoder as cross_encoder_module
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the cross-encoder was loaded before the embedder was checked")
+
+    monkeypatch.setattr(cross_encoder_module, "CrossEncoderReranker", must_not_load)
+    missing = tmp_path / "no-such-embedder"
+    for command in ("eval", "demo"):
+        argv = [command, "--data", str(beir_dir), "--reranker", "x/y", "--embedder", str(missing)]
+        code, _, stderr = _run(capsys, *argv)
+        assert code == 2
+        assert f"embedding model directory {str(missing)!r} does not exist" in stderr
+        assert "sentence-transformers/all-MiniLM-L6-v2" in stderr  # an embedder example
+
+
+def test_eval_on_a_file_asks_for_a_beir_directory(beir_dir: Path, capsys) -> None:
+    corpus = beir_dir / "corpus.jsonl"
+    code, _, stderr = _run(capsys, "eval", "--data", str(corpus), "--retriever", "bm25")
+    assert code == 2
+    assert "is a file; this command needs a BEIR directory" in stderr
+
+
+def test_rerank_top_above_candidates_is_warned(beir_dir: Path, tiny_ce_path: Path, capsys):
+    argv = ["eval", "--data", str(beir_dir), "--retriever", "bm25", "--reranker", str(tiny_ce_path)]
+    code, _, stderr = _run(
+        capsys, *argv, "--candidates", "5", "--rerank-top", "3,8", "--queries", "1"
+    )
+    assert code == 0
+    assert "--rerank-top 8 is above --candidates 5" in stderr

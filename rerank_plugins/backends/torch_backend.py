@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .._device import resolve_device, resolve_dtype, warn_if_slow_dtype
-from .._models import offline_hint, pretrained_kwargs
+from .._models import load_pretrained, pretrained_kwargs
 
 
 class TorchBackend:
@@ -35,10 +35,9 @@ class TorchBackend:
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
         )
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
-        except OSError as error:
-            raise offline_hint(source, "cross-encoder", error) from error
+        model = load_pretrained(
+            AutoModelForSequenceClassification.from_pretrained, source, "cross-encoder", **kwargs
+        )
         model.eval()
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.config = model.config

@@ -18,6 +18,8 @@ from ._common import (
     default_demo_data,
     default_embedder,
     default_reranker,
+    package_info_on_stderr,
+    quiet_model_loading,
 )
 
 #: The subcommand modules, in ``--help`` order; each has ``register(subparsers)``.
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    quiet_model_loading()
     try:
-        return int(args.func(args) or 0)
+        with package_info_on_stderr():
+            return int(args.func(args) or 0)
     except USER_ERRORS as error:
         if args.debug:
             raise

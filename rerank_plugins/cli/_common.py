@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +127,11 @@ def log(message: str) -> None:
 def load_dataset(path: str | os.PathLike[str], split: str) -> Any:
     from ..evaluation.beir import load_beir
 
+    if Path(path).is_file():
+        raise CLIError(
+            f"--data {os.fspath(path)!r} is a file; this command needs a BEIR directory "
+            f"(corpus.jsonl, queries.jsonl, qrels/{split}.tsv)"
+        )
     try:
         return load_beir(path, split=split)
     except (FileNotFoundError, ValueError) as error:
@@ -141,6 +149,54 @@ def reranker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name, None):
             kwargs[name] = getattr(args, name)
     return kwargs
+
+
+def check_embedder(embedder: str | None) -> None:
+    """Fail on a bad ``--embedder`` before minutes of cross-encoder loading, not after."""
+    if embedder is None:
+        return
+    from .._models import resolve_model_source
+    from ..hybrid.dense import default_model_path
+
+    if default_model_path(embedder) is None:
+        resolve_model_source(embedder, what="embedding")
+
+
+def warn_rerank_deeper_than_candidates(candidates: int, rerank_top: int | list[int]) -> None:
+    """The cross-encoder can only score what the first stage returned: say so, don't hide it."""
+    deepest = max(rerank_top) if isinstance(rerank_top, list) else rerank_top
+    if deepest > candidates:
+        log(
+            f"warning: --rerank-top {deepest} is above --candidates {candidates}; "
+            f"at most {candidates} passages per query are reranked"
+        )
+
+
+def quiet_model_loading() -> None:
+    """Hide transformers' per-tensor "Loading weights" bars; the CLI prints its own line."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    transformers_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def package_info_on_stderr() -> Iterator[None]:
+    """Show the package's INFO messages (e.g. embeddings read from the cache) while a command runs."""
+    package_logger = logging.getLogger("rerank_plugins")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    handler.setLevel(logging.INFO)
+    previous = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous)
 
 
 def load_reranker(model: str, args: argparse.Namespace, **extra: Any) -> Any:

@@ -12,6 +12,7 @@ from ._common import (
     CLIError,
     add_embed_dtype_arg,
     add_model_args,
+    check_embedder,
     default_demo_data,
     default_embedder,
     default_reranker,
@@ -20,6 +21,7 @@ from ._common import (
     load_reranker,
     log,
     positive_int,
+    warn_rerank_deeper_than_candidates,
 )
 
 #: Queries for examples/data/sample_corpus.jsonl (or a sample_queries.txt next to the corpus).
@@ -93,8 +95,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..pipeline import RerankPipeline
 
     label, ids, texts, queries = _demo_corpus(args)
-    reranker = load_reranker(args.reranker or default_reranker(), args)
+    model = args.reranker or default_reranker()
     embedder = args.embedder or default_embedder()
+    check_embedder(embedder)
+    warn_rerank_deeper_than_candidates(args.candidates, args.rerank_top)
+    if model == FALLBACK_CE_MODEL and not args.reranker:
+        log(
+            f"../shared not found: using the hub model {model} (read from the Hugging Face "
+            "cache, else downloaded once; set RERANK_PLUGINS_CE_MODEL or --reranker to a local "
+            "directory to stay offline)"
+        )
+    log(f"demo: corpus {label}; cross-encoder {model}; embedder {embedder or 'none (BM25 only)'}")
+    reranker = load_reranker(model, args)
     retrievers: tuple[str, ...] = ("bm25", "dense") if embedder else ("bm25",)
     from ..hybrid import HybridRetriever
 

@@ -11,6 +11,7 @@ from ._common import (
     add_depth_arg,
     add_embed_dtype_arg,
     add_model_args,
+    check_embedder,
     check_retriever_depth,
     default_embedder,
     depths,
@@ -20,6 +21,7 @@ from ._common import (
     log,
     positive_int,
     progress,
+    warn_rerank_deeper_than_candidates,
     weights,
     write_json,
 )
@@ -47,8 +49,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ) from None
     dataset = load_dataset(args.data, args.split)
     queries = select_queries(dataset, args.queries)
-    reranker = load_reranker(args.reranker, args) if args.reranker else None
     embedder = args.embedder or (default_embedder() if args.retriever != "bm25" else None)
+    check_embedder(embedder)
+    if args.reranker:
+        warn_rerank_deeper_than_candidates(args.candidates, args.rerank_top)
+    reranker = load_reranker(args.reranker, args) if args.reranker else None
     log(f"indexing {len(dataset.corpus)} documents ({args.retriever}) ...")
     start = time.perf_counter()
     retriever = build_retriever(

@@ -150,11 +150,13 @@ class Embedder:
                     and cached.shape[0] == len(texts)
                     and np.isfinite(cached).all()
                 ):
+                    logger.info("document embeddings: %d read from cache %s", len(texts), path)
                     return np.ascontiguousarray(cached)  # saved already normalised
                 logger.warning("ignoring embedding cache %s (shape %s)", path, cached.shape)
         vectors = self.encode(texts, show_progress=show_progress)
         if path is not None:
             save_npy_atomic(path, vectors)
+            logger.info("document embeddings: %d encoded, cached at %s", len(texts), path)
         return vectors
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:

@@ -57,6 +57,8 @@ def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
     (root / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "cell"}) + "\n")
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+    (root / "embedder").mkdir()  # passes the early embedder check; never loaded here
+    (root / "embedder" / "config.json").write_text("{}")
     return root
 
 
@@ -71,7 +73,7 @@ RERANKER_FLAGS = [
 ]
 EMBEDDER_FLAGS = [
     ("--embed-dtype", "bfloat16", "retriever", "dtype", "bfloat16"),
-    ("--embedder", "my/embedder", "retriever", "embedder", "my/embedder"),
+    ("--embedder", "{data}/embedder", "retriever", "embedder", "{data}/embedder"),
 ]
 CACHE_FLAG = [("--embedding-cache", "off", "retriever", "embedding_cache", False)]
 
@@ -105,6 +107,9 @@ def test_flag_reaches_its_target(
     keyword: str,
     expected: Any,
 ) -> None:
+    value, expected = (
+        (v.format(data=beir_dir) if isinstance(v, str) else v) for v in (value, expected)
+    )
     with pytest.raises(_Stop):
         cli.main(["--debug", *_argv(command, beir_dir), flag, value])
     assert recorded[target].get(keyword) == expected, (command, flag, recorded[target])
