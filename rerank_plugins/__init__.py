@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._models import ModelNotFoundError
 from .cross_encoder import CrossEncoderReranker
-from .types import Hit, RerankResult
+from .rerankers import BaseReranker
+from .types import Hit, Reranker, RerankResult
 
 if TYPE_CHECKING:
     from .hybrid import HybridRetriever
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BaseReranker",
     "CrossEncoderReranker",
     "Hit",
     "HybridRetriever",
@@ -47,5 +49,6 @@ __all__ = [
     "PipelineResult",
     "RerankPipeline",
     "RerankResult",
+    "Reranker",
     "__version__",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,9 +13,8 @@ import numpy as np
 
 from ._cache import ScoreCache, pair_key
 from ._models import load_pretrained, pretrained_kwargs, resolve_model_source
-from ._validation import check_passages, check_query, check_top_n
 from .backends import ScoringBackend
-from .types import RerankResult
+from .rerankers.base import BaseReranker
 
 Activation = Literal["none", "sigmoid"]
 LongPassages = Literal["truncate", "chunk"]
@@ -62,7 +60,7 @@ def _pad(rows: Sequence[Sequence[int]], lengths: np.ndarray, pad_value: int) -> 
     return out
 
 
-class CrossEncoderReranker:
+class CrossEncoderReranker(BaseReranker):
     """Score and rerank passages for a query with a cross-encoder.
 
     Loads any Hugging Face / sentence-transformers sequence-classification cross-encoder by
@@ -286,70 +284,8 @@ class CrossEncoderReranker:
             f"activation={self.activation!r}, long_passages={self.long_passages!r})"
         )
 
-    # ------------------------------------------------------------------ scoring
-    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
-        """Score each passage against ``query``; float32 array aligned with ``passages``."""
-        query = check_query(query)
-        passages = check_passages(passages)
-        return self._score([query] * len(passages), passages)
-
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Score arbitrary (query, passage) pairs; float32 array aligned with ``pairs``."""
-        queries: list[str] = []
-        passages: list[str] = []
-        for position, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"pairs[{position}] must be a (query, passage) pair")
-            queries.append(check_query(pair[0], where=f"pairs[{position}][0]"))
-            if not isinstance(pair[1], str):
-                raise TypeError(f"pairs[{position}][1] must be a str, got {type(pair[1]).__name__}")
-            passages.append(pair[1])
-        return self._score(queries, passages)
-
-    def rerank(
-        self,
-        query: str,
-        passages: Sequence[str],
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-    ) -> list[RerankResult]:
-        """Return passages best first, each with its original index and score.
-
-        Without ``top_n`` and ``score_threshold`` every passage comes back exactly once.
-        Ties keep input order.
-        """
-        top_n = check_top_n(top_n)
-        passages = check_passages(passages)  # a generator is consumed once, here
-        scores = self.score(query, passages)
-        return _ranked(scores, passages, top_n, score_threshold)
-
-    def rerank_many(
-        self,
-        queries: Sequence[str],
-        passage_lists: Sequence[Sequence[str]],
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-    ) -> list[list[RerankResult]]:
-        """Rerank several queries at once; their pairs share batches (less padding, fewer calls)."""
-        if len(queries) != len(passage_lists):
-            raise ValueError(f"got {len(queries)} queries but {len(passage_lists)} passage lists")
-        top_n = check_top_n(top_n)
-        checked_queries = [check_query(q, where=f"queries[{i}]") for i, q in enumerate(queries)]
-        checked_lists = [
-            check_passages(p, where=f"passage_lists[{i}]") for i, p in enumerate(passage_lists)
-        ]
-        counts = [len(p) for p in checked_lists]
-        flat_queries = [q for q, n in zip(checked_queries, counts, strict=True) for _ in range(n)]
-        flat_passages = [p for plist in checked_lists for p in plist]
-        scores = self._score(flat_queries, flat_passages)
-        bounds = np.cumsum([0, *counts])
-        return [
-            _ranked(scores[bounds[i] : bounds[i + 1]], checked_lists[i], top_n, score_threshold)
-            for i in range(len(checked_lists))
-        ]
-
     # ------------------------------------------------------------------ internals
-    def _score(self, queries: list[str], passages: list[str]) -> np.ndarray:
+    def _score_checked(self, queries: list[str], passages: list[str]) -> np.ndarray:
         raw = np.empty(len(passages), dtype=np.float32)
         if not passages:
             return raw
@@ -457,19 +393,3 @@ def _logits_to_scores(logits: np.ndarray) -> np.ndarray:
     if logits.shape[1] == 1:
         return logits[:, 0].astype(np.float32)
     return (logits[:, 1] - logits[:, 0]).astype(np.float32)
-
-
-def _ranked(
-    scores: np.ndarray,
-    passages: Sequence[str],
-    top_n: int | None,
-    score_threshold: float | None,
-) -> list[RerankResult]:
-    if score_threshold is not None and math.isnan(score_threshold):
-        raise ValueError("score_threshold is NaN")
-    order = np.argsort(-scores, kind="stable")
-    if score_threshold is not None:
-        order = order[scores[order] >= score_threshold]
-    if top_n is not None:
-        order = order[:top_n]
-    return [RerankResult(index=int(i), score=float(scores[i]), passage=passages[i]) for i in order]

@@ -10,28 +10,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from ._validation import check_query, check_retriever_depth
-from .types import Hit
+from .types import Hit, ScoresPassages, SearchesHits
 
 logger = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class SearchesHits(Protocol):
-    """A first stage with ``search(query, k) -> list[Hit]`` (e.g. :class:`HybridRetriever`)."""
-
-    def search(self, query: str, k: int = 10) -> list[Hit]: ...
-
-
-@runtime_checkable
-class ScoresPassages(Protocol):
-    """A second stage with ``score(query, passages) -> array`` (e.g. CrossEncoderReranker)."""
-
-    def score(self, query: str, passages: Sequence[str]) -> np.ndarray: ...
 
 
 #: A plain function first stage: ``(query, k) -> iterable of (id, text, score)`` or Hits.

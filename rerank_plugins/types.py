@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +39,54 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
     retrieval_score: float | None = None
     rerank_score: float | None = None
+
+
+@runtime_checkable
+class SearchesHits(Protocol):
+    """A first stage with ``search(query, k) -> list[Hit]`` (e.g. :class:`HybridRetriever`)."""
+
+    def search(self, query: str, k: int = 10) -> list[Hit]: ...
+
+
+@runtime_checkable
+class ScoresPassages(Protocol):
+    """A second stage with ``score(query, passages) -> array`` (e.g. CrossEncoderReranker)."""
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Reranker(ScoresPassages, Protocol):
+    """The full reranker surface: what the pipeline, the adapters, the server and the CLI use.
+
+    :class:`~rerank_plugins.CrossEncoderReranker` and every
+    :class:`~rerank_plugins.rerankers.BaseReranker` subclass have it.
+    """
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray: ...
+
+    def rerank(
+        self,
+        query: str,
+        passages: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]: ...
+
+    def rerank_many(
+        self,
+        queries: Sequence[str],
+        passage_lists: Sequence[Sequence[str]],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[RerankResult]]: ...
+
+    async def ascore(self, query: str, passages: Sequence[str]) -> np.ndarray: ...
+
+    async def arerank(
+        self,
+        query: str,
+        passages: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]: ...

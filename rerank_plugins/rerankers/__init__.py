@@ -1,0 +1,7 @@
+"""Rerankers that share one surface (:class:`BaseReranker`): local, cascaded, remote."""
+
+from __future__ import annotations
+
+from .base import BaseReranker
+
+__all__ = ["BaseReranker"]
