@@ -2,34 +2,148 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence, Set
+from numbers import Integral, Real
+
+import numpy as np
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Unicode categories that render as nothing: controls, format characters (zero-width space,
+#: joiners, BOM, soft hyphen), separators, and combining marks with nothing to combine with.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+#: Letters and symbols that are drawn blank (Hangul fillers, the braille blank).
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+class NonFiniteScoreError(ValueError):
+    """A reranker produced NaN or an infinity; the pipeline falls back on it (``error`` says)."""
+
+
+def _is_visible(char: str) -> bool:
+    return not (
+        char.isspace()
+        or char in _BLANK_GLYPHS
+        or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+    )
+
+
+def check_text(text: str, *, where: str) -> str:
+    """Raise if ``text`` holds a lone surrogate (unencodable: tokenizers fail obscurely on it)."""
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found is not None:
+            raise ValueError(
+                f"{where} has a lone surrogate {found.group()!r} at position {found.start()}; "
+                "it is not valid Unicode text (decode the source with errors='replace')"
+            )
+    return text
 
 
 def check_query(query: object, *, where: str = "query") -> str:
-    """Return ``query`` if it is a non-blank string, else raise a clear error."""
+    """Return ``query`` if it is a string with at least one visible character, else raise."""
     if not isinstance(query, str):
         raise TypeError(f"{where} must be a str, got {type(query).__name__}")
     if not query.strip():
         raise ValueError(f"{where} is empty or whitespace; a reranker needs a non-empty query")
+    check_text(query, where=where)
+    if not any(map(_is_visible, query)):
+        raise ValueError(
+            f"{where} holds only invisible characters (zero-width, control or format "
+            f"characters: {query[:8]!r}); a reranker needs a non-empty query"
+        )
     return query
 
 
 def check_passages(passages: object, *, where: str = "passages") -> list[str]:
-    """Return ``passages`` as a list of str; raise TypeError naming the first bad position."""
+    """Return ``passages`` as a list of str; raise naming the first bad position.
+
+    A sequence or an iterator (a generator) is accepted; a ``str``, a mapping (its keys would
+    be ranked) and a set (no order to map results back to) are not.
+    """
     if isinstance(passages, str):
         raise TypeError(f"{where} must be a sequence of str, not a single str")
-    if not isinstance(passages, Sequence):
-        try:
-            passages = list(passages)  # type: ignore[call-overload]
-        except TypeError:
-            raise TypeError(
-                f"{where} must be a sequence of str, got {type(passages).__name__}"
-            ) from None
+    if isinstance(passages, (Mapping, Set)):
+        raise TypeError(
+            f"{where} must be a sequence of str (a list), got a {type(passages).__name__}: "
+            "its order is not a ranking input order (pass list(values) explicitly)"
+        )
+    if not isinstance(passages, Iterable):
+        raise TypeError(f"{where} must be a sequence of str, got {type(passages).__name__}")
     out = list(passages)
     for position, passage in enumerate(out):
         if not isinstance(passage, str):
             raise TypeError(f"{where}[{position}] must be a str, got {type(passage).__name__}")
+        check_text(passage, where=f"{where}[{position}]")
     return out
+
+
+def check_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; bools and floats (even ``2.0``) are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_number(
+    value: object, name: str, *, low: float | None = None, positive: bool = False
+) -> float:
+    """``value`` as a finite float (not a bool), ``>= low`` and ``> 0`` when asked."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if low is not None and number < low:
+        raise ValueError(f"{name} must be >= {low:g}, got {value!r}")
+    return number
+
+
+def check_finite_scores(
+    scores: object,
+    expected: int,
+    *,
+    what: str = "passage",
+    positions: Sequence[int] | None = None,
+    source: str = "reranker",
+) -> np.ndarray:
+    """``scores`` as an array of ``expected`` finite numbers, else an error naming the input.
+
+    ``positions`` maps score ``i`` back to the caller's index (when only some inputs were
+    scored, e.g. on cache misses).
+    """
+    array = np.asarray(scores)
+    if array.ndim != 1 or len(array) != expected:
+        raise ValueError(f"{source} returned {array.shape} scores for {expected} {what}s")
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{source} returned {array.dtype} scores; expected numbers")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        first = int(bad[0]) if positions is None else int(positions[int(bad[0])])
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise NonFiniteScoreError(
+            f"{source} returned a non-finite score ({array[bad[0]]}) for {what} {first}{more}"
+        )
+    return array
+
+
+def check_threshold(score_threshold: object) -> float | None:
+    """A ``score_threshold`` is None or a finite number."""
+    if score_threshold is None:
+        return None
+    try:
+        return check_number(score_threshold, "score_threshold")
+    except ValueError:
+        if isinstance(score_threshold, float) and math.isnan(score_threshold):
+            raise ValueError("score_threshold is NaN; pass a finite number or None") from None
+        raise
 
 
 def check_retriever_depth(retriever_depth: int | None, candidates: int) -> None:

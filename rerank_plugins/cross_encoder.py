@@ -13,6 +13,7 @@ import numpy as np
 
 from ._cache import ScoreCache, pair_key
 from ._models import load_pretrained, pretrained_kwargs, resolve_model_source
+from ._validation import NonFiniteScoreError, check_finite_scores
 from .backends import ScoringBackend
 from .rerankers.base import BaseReranker
 
@@ -304,12 +305,32 @@ class CrossEncoderReranker(BaseReranker):
             fresh = self._score_uncached(
                 [queries[i] for i in missing], [passages[i] for i in missing]
             )
+            self._check_logits(fresh, missing, queries)  # before anything is cached
             raw[missing] = fresh
             if self.cache.maxsize:
                 self.cache.put_many(zip([keys[i] for i in missing], fresh.tolist(), strict=True))
         if self.activation == "sigmoid":
             return (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32)
         return raw
+
+    def _check_logits(self, logits: np.ndarray, positions: list[int], queries: list[str]) -> None:
+        """Raise NonFiniteScoreError naming the input whose logit is NaN or infinite."""
+        if np.isfinite(logits).all():
+            return
+        what = "passage" if len(set(queries)) <= 1 else "pair"
+        try:
+            check_finite_scores(
+                logits,
+                len(positions),
+                what=what,
+                positions=positions,
+                source=f"cross-encoder {self.model_name!r}",
+            )
+        except NonFiniteScoreError as error:
+            raise NonFiniteScoreError(
+                f"{error}: its logits overflowed or are NaN (with dtype='float16' try "
+                "'bfloat16' or 'float32')"
+            ) from None
 
     def _check_query_lengths(self, queries: list[str]) -> int:
         """Raise if a query leaves the passage too little room; return the longest query's tokens."""

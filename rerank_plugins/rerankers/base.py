@@ -4,17 +4,28 @@ Subclasses implement :meth:`BaseReranker._score_checked` (already-validated, ali
 ``queries``/``passages`` lists in, float32 scores out) and inherit ``score``,
 ``score_pairs``, ``rerank``, ``rerank_many`` and their async twins. A subclass with a native
 async path (an HTTP client) overrides :meth:`BaseReranker._ascore_checked` as well.
+
+NaN policy: every score that leaves a public method is finite. A subclass that produces NaN
+or an infinity makes the call raise :class:`~rerank_plugins._validation.NonFiniteScoreError`
+(a ``ValueError``) naming the first bad input, never a silently misplaced result;
+:class:`~rerank_plugins.RerankPipeline` falls back to first-stage order on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from .._validation import check_passages, check_query, check_top_n
+from .._validation import (
+    check_finite_scores,
+    check_passages,
+    check_query,
+    check_text,
+    check_threshold,
+    check_top_n,
+)
 from ..types import RerankResult
 
 
@@ -39,15 +50,25 @@ class BaseReranker:
         """Async :meth:`_score_checked`; by default the blocking call runs in a thread."""
         return await asyncio.to_thread(self._score_checked, queries, passages)
 
+    # ------------------------------------------------------------------ checked scoring
+    def _scores(self, queries: list[str], passages: list[str], what: str) -> np.ndarray:
+        """:meth:`_score_checked` with its output checked: one finite score per pair."""
+        return check_finite_scores(self._score_checked(queries, passages), len(passages), what=what)
+
+    async def _ascores(self, queries: list[str], passages: list[str], what: str) -> np.ndarray:
+        """Async :meth:`_scores`."""
+        scores = await self._ascore_checked(queries, passages)
+        return check_finite_scores(scores, len(passages), what=what)
+
     # ------------------------------------------------------------------ sync
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Score each passage against ``query``; float32 array aligned with ``passages``."""
         queries, checked = _query_pairs(query, passages)
-        return self._score_checked(queries, checked)
+        return self._scores(queries, checked, "passage")
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Score arbitrary (query, passage) pairs; float32 array aligned with ``pairs``."""
-        return self._score_checked(*_split_pairs(pairs))
+        return self._scores(*_split_pairs(pairs), "pair")
 
     def rerank(
         self,
@@ -62,9 +83,9 @@ class BaseReranker:
         Ties keep input order.
         """
         top_n = check_top_n(top_n)
-        _check_threshold(score_threshold)
+        score_threshold = check_threshold(score_threshold)
         queries, checked = _query_pairs(query, passages)  # a generator is consumed once, here
-        return ranked(self._score_checked(queries, checked), checked, top_n, score_threshold)
+        return ranked(self._scores(queries, checked, "passage"), checked, top_n, score_threshold)
 
     def rerank_many(
         self,
@@ -75,21 +96,21 @@ class BaseReranker:
     ) -> list[list[RerankResult]]:
         """Rerank several queries at once; their pairs share batches (less padding, fewer calls)."""
         top_n = check_top_n(top_n)
-        _check_threshold(score_threshold)
+        score_threshold = check_threshold(score_threshold)
         flat_queries, flat_passages, lists = _flatten(queries, passage_lists)
         return _split_ranked(
-            self._score_checked(flat_queries, flat_passages), lists, top_n, score_threshold
+            self._scores(flat_queries, flat_passages, "pair"), lists, top_n, score_threshold
         )
 
     # ------------------------------------------------------------------ async
     async def ascore(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Async :meth:`score`."""
         queries, checked = _query_pairs(query, passages)
-        return await self._ascore_checked(queries, checked)
+        return await self._ascores(queries, checked, "passage")
 
     async def ascore_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Async :meth:`score_pairs`."""
-        return await self._ascore_checked(*_split_pairs(pairs))
+        return await self._ascores(*_split_pairs(pairs), "pair")
 
     async def arerank(
         self,
@@ -100,9 +121,9 @@ class BaseReranker:
     ) -> list[RerankResult]:
         """Async :meth:`rerank`."""
         top_n = check_top_n(top_n)
-        _check_threshold(score_threshold)
+        score_threshold = check_threshold(score_threshold)
         queries, checked = _query_pairs(query, passages)
-        scores = await self._ascore_checked(queries, checked)
+        scores = await self._ascores(queries, checked, "passage")
         return ranked(scores, checked, top_n, score_threshold)
 
     async def arerank_many(
@@ -114,9 +135,9 @@ class BaseReranker:
     ) -> list[list[RerankResult]]:
         """Async :meth:`rerank_many`."""
         top_n = check_top_n(top_n)
-        _check_threshold(score_threshold)
+        score_threshold = check_threshold(score_threshold)
         flat_queries, flat_passages, lists = _flatten(queries, passage_lists)
-        scores = await self._ascore_checked(flat_queries, flat_passages)
+        scores = await self._ascores(flat_queries, flat_passages, "pair")
         return _split_ranked(scores, lists, top_n, score_threshold)
 
 
@@ -136,7 +157,7 @@ def _split_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]
         queries.append(check_query(pair[0], where=f"pairs[{position}][0]"))
         if not isinstance(pair[1], str):
             raise TypeError(f"pairs[{position}][1] must be a str, got {type(pair[1]).__name__}")
-        passages.append(pair[1])
+        passages.append(check_text(pair[1], where=f"pairs[{position}][1]"))
     return queries, passages
 
 
@@ -163,11 +184,6 @@ def _split_ranked(
         ranked(scores[bounds[i] : bounds[i + 1]], plist, top_n, score_threshold)
         for i, plist in enumerate(lists)
     ]
-
-
-def _check_threshold(score_threshold: float | None) -> None:
-    if score_threshold is not None and math.isnan(score_threshold):
-        raise ValueError("score_threshold is NaN")
 
 
 def ranked(
