@@ -1,64 +1,277 @@
-"""Metadata filters: ``{"key": value}`` (equality), ``{"key": {"$in": [...]}}`` or a list (in).
+"""Metadata filters: a small Mongo-like grammar, compiled once, strict about types and shapes.
 
-Several keys must all match. A document without the key never matches.
+Grammar (the full reference, with examples, is in docs/hybrid.md)::
+
+    filter     := {clause, ...}                   every clause must hold ({} matches all)
+    clause     := "$and": [filter, ...]           all of them (non-empty list)
+                | "$or":  [filter, ...]           at least one (non-empty list)
+                | "$not": filter                  the filter does not hold
+                | field: value                    shorthand for {"$eq": value}
+                | field: [value, ...]             shorthand for {"$in": [...]}
+                | field: {op: operand, ...}       every operator must hold (non-empty)
+    field      := a str not starting with "$"; dots walk into nested dicts ("a.b")
+    op         := $eq $ne $gt $gte $lt $lte       operand: a scalar
+                | $in $nin                        operand: a list/tuple/set of scalars
+                | $exists                         operand: True or False
+    scalar     := str | int | float (finite) | bool | None
+
+Types are strict: ``"2020"`` never equals ``2020``, ``1`` never equals ``True``; ints and
+floats compare as numbers (``2020 == 2020.0``). ``$gt``/``$gte``/``$lt``/``$lte`` compare
+numbers with numbers and strings with strings; any other pairing does not match. A
+list-valued metadata field matches when *any* element does (``{"tags": "a"}`` matches
+``{"tags": ["a", "b"]}``; ``$in`` matches when the lists intersect); ``$ne``/``$nin`` hold
+when *no* element matches. A missing field matches only ``$ne``, ``$nin``, ``$exists: False``
+(and a ``$not`` around a positive test). Anything outside the grammar raises ``ValueError``
+or ``TypeError`` naming the key and the problem: a filter is never silently read as "match
+nothing".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+LOGICAL = ("$and", "$or", "$not")
+COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+MEMBERSHIP = ("$in", "$nin")
+OPERATORS = (*COMPARISONS, *MEMBERSHIP, "$exists")
 _MISSING = object()
 
 
-def _compile(flt: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
-    if not isinstance(flt, Mapping):
-        raise TypeError(f"filter must be a dict of metadata key -> value, got {type(flt).__name__}")
-    clauses = []
-    for key, condition in flt.items():
-        if not isinstance(key, str):
-            raise TypeError(f"filter keys must be str, got {key!r}")
-        if isinstance(condition, Mapping):
-            if set(condition) - {"$in", "$eq"} or len(condition) != 1:
-                raise ValueError(
-                    f"filter[{key!r}] supports exactly one of '$eq' or '$in', got {sorted(condition)}"
-                )
-            ((op, value),) = condition.items()
-            if op == "$in":
-                if isinstance(value, (str, bytes)) or not isinstance(
-                    value, (Sequence, set, frozenset)
-                ):
-                    raise TypeError(f"filter[{key!r}]['$in'] must be a list, got {value!r}")
-                clauses.append((key, "in", list(value)))
-            else:
-                clauses.append((key, "eq", value))
-        elif isinstance(condition, (list, tuple, set, frozenset)):
-            clauses.append((key, "in", list(condition)))
-        else:
-            clauses.append((key, "eq", condition))
-    return clauses
+# ---------------------------------------------------------------------- values
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
 
 
-def _matches(metadata: Mapping[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
-    for key, op, value in clauses:
-        found = metadata.get(key, _MISSING)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not _is_bool(value)
+
+
+def _scalar(value: Any, where: str) -> Any:
+    """A filter operand as a plain scalar (numpy scalars become Python ones)."""
+    if value is None or isinstance(value, str):
+        return value
+    if _is_bool(value):
+        return bool(value)
+    if _is_number(value):
+        if isinstance(value, np.integer):
+            return int(value)
+        number = value if isinstance(value, (int, float)) else float(value)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"{where} is {value!r}; filter numbers must be finite")
+        return number
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{where} is a numpy array; pass a list (array.tolist())")
+    if isinstance(value, Mapping):
+        raise ValueError(
+            f"{where} is a dict without operators; to filter on a nested field use a dotted "
+            "key ('parent.child'), to compare use an operator ('$gt', '$in', ...)"
+        )
+    raise TypeError(
+        f"{where} must be a str, number, bool or None, got {type(value).__name__} {value!r}"
+    )
+
+
+def _operand_list(value: Any, where: str) -> list[Any]:
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{where} is a numpy array; pass a list (array.tolist())")
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, AbstractSet)):
+        raise TypeError(
+            f"{where} must be a list of values, got {type(value).__name__} {value!r} "
+            "(an iterator or generator is not accepted: pass list(...))"
+        )
+    return [_scalar(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "none"
+    if _is_bool(value):
+        return "bool"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return "other"
+
+
+def _equal(found: Any, wanted: Any) -> bool:
+    """Equality within one kind only: no ``"2020" == 2020``, no ``1 == True``."""
+    kind = _kind(wanted)
+    return kind != "other" and _kind(found) == kind and bool(found == wanted)
+
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+}
+
+
+def _elements(found: Any) -> list[Any]:
+    """A list-valued field's elements, else the value itself as the only element."""
+    if isinstance(found, (list, tuple)):
+        return list(found)
+    return [found]
+
+
+# ---------------------------------------------------------------------- compiling
+def _lookup(key: str, path: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    """Read ``key``: a literal top-level key wins, else dots walk into nested dicts."""
+    if len(path) == 1:
+        return lambda metadata: metadata.get(key, _MISSING)
+
+    def walk(metadata: Mapping[str, Any]) -> Any:
+        value: Any = metadata.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = metadata
+        for part in path:
+            if not isinstance(value, Mapping):
+                return _MISSING
+            value = value.get(part, _MISSING)
+            if value is _MISSING:
+                return _MISSING
+        return value
+
+    return walk
+
+
+def _field_path(key: str, where: str) -> tuple[str, ...]:
+    if not key:
+        raise ValueError(f"{where}: an empty key is not a metadata field")
+    parts = tuple(key.split("."))
+    if any(not part for part in parts):
+        raise ValueError(f"{where}: {key!r} has an empty part; nested fields look like 'a.b'")
+    return parts
+
+
+def _operator(
+    op: str, operand: Any, get: Callable[[Mapping[str, Any]], Any], where: str
+) -> Predicate:
+    where = f"{where}[{op!r}]"
+    if op == "$exists":
+        if not _is_bool(operand):
+            raise TypeError(f"{where} must be True or False, got {operand!r}")
+        present = bool(operand)
+        return lambda m: (get(m) is not _MISSING) == present
+    if op in MEMBERSHIP:
+        wanted = _operand_list(operand, where)
+
+        def any_in(m: Mapping[str, Any]) -> bool:
+            found = get(m)
+            return found is not _MISSING and any(
+                _equal(e, w) for e in _elements(found) for w in wanted
+            )
+
+        return any_in if op == "$in" else (lambda m: not any_in(m))
+    value = _scalar(operand, where)
+    if op in ("$eq", "$ne"):
+
+        def equal(m: Mapping[str, Any]) -> bool:
+            found = get(m)
+            return found is not _MISSING and any(_equal(e, value) for e in _elements(found))
+
+        return equal if op == "$eq" else (lambda m: not equal(m))
+    kind = _kind(value)
+    if kind not in ("number", "str"):
+        raise TypeError(f"{where} compares order: it needs a number or a str, got {operand!r}")
+    compare = _ORDER[op]
+
+    def ordered(m: Mapping[str, Any]) -> bool:
+        found = get(m)
         if found is _MISSING:
             return False
-        if op == "eq":
-            if found != value:
-                return False
-        elif not any(found == v for v in value):
-            return False
-    return True
+        return any(_kind(e) == kind and compare(e, value) for e in _elements(found))
+
+    return ordered
+
+
+def _field(key: str, condition: Any, where: str) -> Predicate:
+    where = f"{where}[{key!r}]"
+    get = _lookup(key, _field_path(key, where))
+    if isinstance(condition, Mapping):
+        if not condition:
+            raise ValueError(f"{where} is an empty dict; give a value or an operator")
+        operators = [str(op) for op in condition]
+        unknown = [op for op in operators if op not in OPERATORS]
+        if unknown:
+            if not any(op.startswith("$") for op in operators):
+                _scalar(condition, where)  # raises: a dict value is not a scalar
+            raise ValueError(
+                f"{where}: unknown filter operator {unknown[0]!r}; supported operators are "
+                f"{', '.join(OPERATORS)} (and {', '.join(LOGICAL)} at the top of a filter)"
+            )
+        predicates = [_operator(op, condition[op], get, where) for op in operators]
+        if len(predicates) == 1:
+            return predicates[0]
+        return lambda m: all(p(m) for p in predicates)
+    if isinstance(condition, (list, tuple, AbstractSet)):
+        return _operator("$in", condition, get, where)
+    return _operator("$eq", condition, get, where)
+
+
+def _subfilters(value: Any, op: str, where: str) -> list[Predicate]:
+    where = f"{where}[{op!r}]"
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{where} must be a list of filters, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{where} is an empty list; give at least one filter")
+    return [compile_filter(item, where=f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def compile_filter(flt: Any, *, where: str = "filter") -> Predicate:
+    """Check ``flt`` against the grammar and return a predicate ``metadata -> bool``."""
+    if not isinstance(flt, Mapping):
+        raise TypeError(
+            f"{where} must be a dict of metadata key -> value, got {type(flt).__name__}"
+        )
+    predicates: list[Predicate] = []
+    for key, condition in flt.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where} keys must be str, got {key!r}")
+        if key in ("$and", "$or"):
+            subs = _subfilters(condition, key, where)
+            if key == "$and":
+                predicates.append(lambda m, subs=subs: all(p(m) for p in subs))
+            else:
+                predicates.append(lambda m, subs=subs: any(p(m) for p in subs))
+        elif key == "$not":
+            inner = compile_filter(condition, where=f"{where}['$not']")
+            predicates.append(lambda m, inner=inner: not inner(m))
+        elif key.startswith("$"):
+            hint = (
+                " (field operators go inside a field: {'year': {'$gt': 2000}})"
+                if key in OPERATORS
+                else ""
+            )
+            raise ValueError(
+                f"{where}: unknown top-level operator {key!r}; supported: "
+                f"{', '.join(LOGICAL)}{hint}"
+            )
+        else:
+            predicates.append(_field(key, condition, where))
+    if len(predicates) == 1:
+        return predicates[0]
+    return lambda m: all(p(m) for p in predicates)
 
 
 def filter_mask(
-    metadatas: Sequence[Mapping[str, Any]], flt: Mapping[str, Any] | None
+    metadatas: Sequence[Mapping[str, Any]], flt: Mapping[str, Any] | Predicate | None
 ) -> np.ndarray | None:
-    """Boolean array, one per document (None when there is no filter)."""
+    """Boolean array, one per document (None when there is no filter).
+
+    ``flt`` is a filter dict or a predicate from :func:`compile_filter`.
+    """
     if flt is None:
         return None
-    clauses = _compile(flt)
-    return np.fromiter((_matches(m, clauses) for m in metadatas), dtype=bool, count=len(metadatas))
+    predicate = flt if callable(flt) and not isinstance(flt, Mapping) else compile_filter(flt)
+    return np.fromiter((predicate(m) for m in metadatas), dtype=bool, count=len(metadatas))

@@ -145,8 +145,14 @@ def test_filters_return_only_matches_and_k_of_them(fake_embedder, flt, allowed, 
 
 
 def test_filter_bad_operator(retriever):
-    with pytest.raises(ValueError, match=r"\$gt"):
-        retriever.search("x", filter={"year": {"$gt": 2000}})
+    # $gt is part of the grammar now (tests/hybrid/test_filters.py); unknown ones still raise
+    with pytest.raises(ValueError, match=r"\$regex"):
+        retriever.search("x", filter={"year": {"$regex": "20.*"}})
+    assert {h.id for h in retriever.search("x", k=6, filter={"year": {"$gt": 2005}})} == {
+        "d3",
+        "d4",
+        "d5",
+    }
 
 
 def test_add_then_delete_then_search(retriever):
