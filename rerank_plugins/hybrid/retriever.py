@@ -16,9 +16,10 @@ Search, per query:
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,10 @@ from .._files import cache_root
 from .._validation import check_passages, check_query
 from ..types import Hit
 from . import fusion as _fusion
-from . import storage
+from ._rwlock import ReadWriteLock
 from .bm25 import BM25Index
 from .dense import DEFAULT_EMBEDDER, DenseIndex, Embedder, l2_normalise
-from .filters import filter_mask
+from .filters import compile_filter, filter_mask
 
 RETRIEVERS = ("bm25", "dense")
 DEFAULT_CANDIDATES = 100
@@ -143,8 +144,13 @@ class HybridRetriever:
             )
         if fusion not in _fusion.FUSION_METHODS:
             raise ValueError(f"fusion must be one of {_fusion.FUSION_METHODS}, got {fusion!r}")
-        if isinstance(rrf_k, bool) or not isinstance(rrf_k, (int, float)) or rrf_k < 0:
-            raise ValueError(f"rrf_k must be a number >= 0, got {rrf_k!r}")
+        if (
+            isinstance(rrf_k, bool)
+            or not isinstance(rrf_k, (int, float))
+            or not math.isfinite(rrf_k)
+            or rrf_k < 0
+        ):
+            raise ValueError(f"rrf_k must be a finite number >= 0, got {rrf_k!r}")
         self.retrievers = retrievers
         self.fusion = fusion
         self.weights = None if weights is None else dict(weights)
@@ -189,6 +195,10 @@ class HybridRetriever:
         self._metadatas: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
         self._next_auto = 0
+        # Searches share the read side; add/delete take the write side only to swap in the
+        # new state (embeddings are computed before), one writer at a time.
+        self._lock = ReadWriteLock()
+        self._write_mutex = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -212,11 +222,13 @@ class HybridRetriever:
 
     @property
     def ids(self) -> list[str]:
-        return list(self._ids)
+        with self._lock.read():
+            return list(self._ids)
 
     def get(self, doc_id: str) -> tuple[str, dict[str, Any]]:
-        position = self._position(doc_id)
-        return self._texts[position], dict(self._metadatas[position])
+        with self._lock.read():
+            position = self._position(doc_id)
+            return self._texts[position], dict(self._metadatas[position])
 
     def _position(self, doc_id: str) -> int:
         try:
@@ -247,60 +259,68 @@ class HybridRetriever:
         Nothing changes if any input is invalid.
         """
         texts = check_passages(texts, where="texts")
-        checked_ids = _check_ids(ids, len(texts), existing=self._positions)
         checked_metadatas = _check_metadatas(metadatas, len(texts))
-        vectors = None
-        if self._dense is not None and texts:
-            if embeddings is not None:
-                vectors = l2_normalise(embeddings, where="embeddings")
-                if vectors.shape[0] != len(texts):
-                    raise ValueError(
-                        f"embeddings has {vectors.shape[0]} rows for {len(texts)} texts"
-                    )
-            else:
-                assert self._embedder is not None
-                vectors = self._embedder.encode_documents(texts, show_progress=self.show_progress)
-            if len(self._dense) and vectors.shape[1] != self._dense.dim:
-                raise ValueError(
-                    f"embeddings have dim {vectors.shape[1]}, the index has {self._dense.dim}"
-                )
-        elif embeddings is not None and self._dense is None:
+        if embeddings is not None and self._dense is None:
             raise ValueError("embeddings were given but this index has no 'dense' retriever")
-        if not texts:
-            return []
-        new_ids = checked_ids if checked_ids is not None else self._auto_ids(len(texts))
-        if self._bm25 is not None:
-            self._bm25.add(texts, existing=self._texts)
-        if self._dense is not None and vectors is not None:
-            self._dense.add(vectors)
-        start = len(self._ids)
-        self._ids.extend(new_ids)
-        self._texts.extend(texts)
-        self._metadatas.extend(checked_metadatas)
-        self._positions.update(zip(new_ids, range(start, start + len(new_ids)), strict=True))
+        with self._write_mutex:  # writers queue here; searches go on until the swap below
+            checked_ids = _check_ids(ids, len(texts), existing=self._positions)
+            vectors = self._document_vectors(texts, embeddings)
+            if not texts:
+                return []
+            with self._lock.write():
+                new_ids = checked_ids if checked_ids is not None else self._auto_ids(len(texts))
+                if self._bm25 is not None:
+                    self._bm25.add(texts, existing=self._texts)
+                if self._dense is not None and vectors is not None:
+                    self._dense.add(vectors)
+                start = len(self._ids)
+                self._ids.extend(new_ids)
+                self._texts.extend(texts)
+                self._metadatas.extend(checked_metadatas)
+                self._positions.update(
+                    zip(new_ids, range(start, start + len(new_ids)), strict=True)
+                )
         return list(new_ids)
+
+    def _document_vectors(self, texts: list[str], embeddings: Any) -> np.ndarray | None:
+        """Normalised vectors for ``texts`` (given or encoded), checked against the index."""
+        if self._dense is None or not texts:
+            return None
+        if embeddings is not None:
+            vectors = l2_normalise(embeddings, where="embeddings")
+            if vectors.shape[0] != len(texts):
+                raise ValueError(f"embeddings has {vectors.shape[0]} rows for {len(texts)} texts")
+        else:
+            assert self._embedder is not None
+            vectors = self._embedder.encode_documents(texts, show_progress=self.show_progress)
+        if len(self._dense) and vectors.shape[1] != self._dense.dim:
+            raise ValueError(
+                f"embeddings have dim {vectors.shape[1]}, the index has {self._dense.dim}"
+            )
+        return vectors
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id (all or nothing: an unknown id raises KeyError naming it)."""
         if isinstance(ids, str):
             ids = [ids]
         ids = list(ids)
-        missing = [doc_id for doc_id in ids if doc_id not in self._positions]
-        if missing:
-            raise KeyError(f"ids not in the index: {missing[:10]}")
-        if not ids:
-            return
-        keep = np.ones(len(self._ids), dtype=bool)
-        keep[[self._positions[doc_id] for doc_id in ids]] = False
-        if self._bm25 is not None:
-            self._bm25.delete(keep, existing=self._texts)
-        if self._dense is not None:
-            self._dense.delete(keep)
-        kept = np.flatnonzero(keep).tolist()
-        self._ids = [self._ids[i] for i in kept]
-        self._texts = [self._texts[i] for i in kept]
-        self._metadatas = [self._metadatas[i] for i in kept]
-        self._positions = {doc_id: i for i, doc_id in enumerate(self._ids)}
+        with self._write_mutex, self._lock.write():
+            missing = [doc_id for doc_id in ids if doc_id not in self._positions]
+            if missing:
+                raise KeyError(f"ids not in the index: {missing[:10]}")
+            if not ids:
+                return
+            keep = np.ones(len(self._ids), dtype=bool)
+            keep[[self._positions[doc_id] for doc_id in ids]] = False
+            if self._bm25 is not None:
+                self._bm25.delete(keep, existing=self._texts)
+            if self._dense is not None:
+                self._dense.delete(keep)
+            kept = np.flatnonzero(keep).tolist()
+            self._ids = [self._ids[i] for i in kept]
+            self._texts = [self._texts[i] for i in kept]
+            self._metadatas = [self._metadatas[i] for i in kept]
+            self._positions = {doc_id: i for i, doc_id in enumerate(self._ids)}
 
     # ------------------------------------------------------------------ search
     def search(
@@ -333,22 +353,29 @@ class HybridRetriever:
             if candidates is None
             else _check_k(candidates, "candidates")
         )
-        mask = filter_mask(self._metadatas, filter)
-        n_allowed = len(self._ids) if mask is None else int(mask.sum())
-        if not queries or k == 0 or n_allowed == 0:
-            return [[] for _ in queries]
-        depth = min(max(candidates, 1), n_allowed)
-        if len(self.retrievers) == 1 and candidates_default:
-            depth = min(k, n_allowed)  # one list: fusion keeps its order, deeper is wasted
-        lists: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        if self._bm25 is not None:
-            lists.append(self._bm25.search_many(queries, depth, mask=mask))
-        if self._dense is not None:
+        predicate = None if filter is None else compile_filter(filter)
+        vectors = None
+        if self._dense is not None and queries and k and len(self._ids):
             assert self._embedder is not None
-            vectors = self._embedder.encode(queries)
-            lists.append(self._dense.search_many(vectors, depth, mask=mask))
-        k = min(k, n_allowed)
-        return [self._fuse_one([per[i] for per in lists], k, mask) for i in range(len(queries))]
+            vectors = self._embedder.encode(queries)  # outside the lock: writers need not wait
+        with self._lock.read():
+            mask = filter_mask(self._metadatas, predicate)
+            n_allowed = len(self._ids) if mask is None else int(mask.sum())
+            if not queries or k == 0 or n_allowed == 0:
+                return [[] for _ in queries]
+            if self._dense is not None and vectors is None:  # empty when this call began
+                return [[] for _ in queries]
+            depth = min(max(candidates, 1), n_allowed)
+            if len(self.retrievers) == 1 and candidates_default:
+                depth = min(k, n_allowed)  # one list: fusion keeps its order, deeper is wasted
+            lists: list[list[tuple[np.ndarray, np.ndarray]]] = []
+            if self._bm25 is not None:
+                lists.append(self._bm25.search_many(queries, depth, mask=mask))
+            if self._dense is not None:
+                assert vectors is not None
+                lists.append(self._dense.search_many(vectors, depth, mask=mask))
+            k = min(k, n_allowed)
+            return [self._fuse_one([per[i] for per in lists], k, mask) for i in range(len(queries))]
 
     def _fuse_one(
         self, lists: list[tuple[np.ndarray, np.ndarray]], k: int, mask: np.ndarray | None
@@ -392,32 +419,14 @@ class HybridRetriever:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to directory ``path`` atomically (see :mod:`.storage`)."""
-        embedder_name = self._embedder.name if self._embedder is not None else None
-        manifest = {
-            "format_version": storage.FORMAT_VERSION,
-            "settings": self.settings,
-            "embedder": embedder_name,
-            "count": len(self._ids),
-            "dim": self._dense.dim if self._dense is not None else None,
-            "next_auto_id": self._next_auto,
-            "ids": self._ids,
-            "texts": self._texts,
-            "metadatas": self._metadatas,
-        }
-        final, temp = storage.atomic_directory(path)
-        try:
-            storage.write_manifest(temp, manifest)
-            if self._dense is not None:
-                self._dense.save(str(temp / storage.EMBEDDINGS), str(temp / storage.FAISS_FILE))
-            if self._bm25 is not None:
-                self._bm25.save(temp / storage.BM25_DIR)
-            storage.commit_directory(final, temp)
-        except BaseException:
-            import shutil
+        """Write the index to directory ``path`` atomically, with a checksum per file.
 
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
+        Safe while other threads search, add or delete (it writes one consistent state);
+        concurrent saves to one path serialize. See :mod:`.storage` for the layout.
+        """
+        from .persistence import save_index
+
+        save_index(self, path)
 
     @classmethod
     def load(
@@ -429,93 +438,44 @@ class HybridRetriever:
         show_progress: bool = True,
         device: str | None = "auto",
         dtype: str | None = "auto",
+        verify: bool = True,
     ) -> HybridRetriever:
         """Load an index written by :meth:`save`; needs nothing but the directory.
 
         ``embedder`` overrides the stored embedder name, and is required when the index was
         built with a callable or a model object. ``tokenizer`` is required likewise when it
         was built with a custom tokenizer. ``device``/``dtype`` choose where the query
-        embedder runs (as for the constructor).
+        embedder runs (as for the constructor). ``verify=False`` skips the sha256 of every
+        file (a full read of the index; about 1 s per GB) for huge, trusted indexes; sizes,
+        shapes and symlinks are checked either way. Damage raises ``IndexFormatError``.
         """
-        directory = Path(path).expanduser()
-        manifest = storage.read_manifest(directory)
-        manifest_path = directory / storage.MANIFEST
-        settings = manifest["settings"]
-        if not isinstance(settings, dict):
-            raise storage.IndexFormatError(f"{manifest_path}: 'settings' must be an object")
-        count = int(manifest["count"])
-        retrievers = tuple(settings.get("retrievers", ()))
-        if "dense" in retrievers and embedder is None:
-            embedder = manifest.get("embedder")
-            if embedder is None:
-                raise ValueError(
-                    f"{directory} was built with a callable or model-object embedder, which is "
-                    "not saved; pass it again: HybridRetriever.load(path, embedder=...)"
-                )
-        if settings.get("custom_tokenizer") and tokenizer is None:
-            raise ValueError(
-                f"{directory} was built with a custom tokenizer; pass it again: "
-                "HybridRetriever.load(path, tokenizer=...)"
-            )
-        try:
-            retriever = cls(
-                embedder=embedder if embedder is not None else DEFAULT_EMBEDDER,
-                retrievers=retrievers,
-                fusion=settings["fusion"],
-                weights=settings.get("weights"),
-                rrf_k=settings.get("rrf_k", 60),
-                stemmer=settings.get("stemmer"),
-                stopwords=settings.get("stopwords"),
-                tokenizer=tokenizer,
-                faiss_index=settings.get("faiss_index", "flat"),
-                batch_size=settings.get("batch_size", 64),
-                show_progress=show_progress,
-                bm25_engine=settings.get("bm25_engine", "bm25s"),
-                device=device,
-                dtype=dtype,
-            )
-        except (KeyError, TypeError) as error:
-            raise storage.IndexFormatError(f"{manifest_path}: bad settings ({error})") from error
-        ids, texts = manifest["ids"], manifest["texts"]
-        if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
-            raise storage.IndexFormatError(f"{manifest_path}: 'ids' must be unique strings")
-        if not all(isinstance(t, str) for t in texts):
-            raise storage.IndexFormatError(f"{manifest_path}: 'texts' must be strings")
-        if not all(isinstance(m, dict) for m in manifest["metadatas"]):
-            raise storage.IndexFormatError(f"{manifest_path}: 'metadatas' must be objects")
-        if retriever._dense is not None:
-            embeddings = storage.read_embeddings(directory, count)
-            faiss_path = directory / storage.FAISS_FILE
-            if count and not faiss_path.is_file():
-                raise storage.IndexFormatError(f"{faiss_path} is missing")
-            try:
-                retriever._dense.load(embeddings, str(faiss_path) if count else None)
-            except (RuntimeError, ValueError) as error:
-                raise storage.IndexFormatError(
-                    f"{faiss_path} is unreadable or inconsistent: {error}"
-                ) from error
-        if retriever._bm25 is not None:
-            bm25_dir = directory / storage.BM25_DIR
-            use_dir = bm25_dir if bm25_dir.is_dir() else None
-            needs_dir = (
-                retriever._bm25.engine == "bm25s"
-                and count
-                and any(retriever._bm25.tokenize(texts[:50]))
-            )
-            if use_dir is None and needs_dir:
-                raise storage.IndexFormatError(f"{bm25_dir} is missing")
-            try:
-                retriever._bm25.load(use_dir, count=count, texts=texts)
-            except Exception as error:  # bm25s raises a variety of errors on corrupt files
-                raise storage.IndexFormatError(
-                    f"{bm25_dir} is unreadable or inconsistent: {error}"
-                ) from error
-        retriever._ids = list(ids)
-        retriever._texts = list(texts)
-        retriever._metadatas = [dict(m) for m in manifest["metadatas"]]
-        retriever._positions = {doc_id: i for i, doc_id in enumerate(ids)}
-        retriever._next_auto = int(manifest.get("next_auto_id", 0))
-        return retriever
+        from .persistence import load_index
+
+        return load_index(
+            cls,
+            path,
+            embedder=embedder,
+            tokenizer=tokenizer,
+            show_progress=show_progress,
+            device=device,
+            dtype=dtype,
+            verify=verify,
+        )
+
+    def _restore(
+        self,
+        ids: list[str],
+        texts: list[str],
+        metadatas: list[dict[str, Any]],
+        next_auto_id: int,
+    ) -> None:
+        """Install loaded documents (the BM25/FAISS parts are already loaded)."""
+        with self._lock.write():
+            self._ids = list(ids)
+            self._texts = list(texts)
+            self._metadatas = [dict(m) for m in metadatas]
+            self._positions = {doc_id: i for i, doc_id in enumerate(self._ids)}
+            self._next_auto = int(next_auto_id)
 
     def __repr__(self) -> str:
         return (
