@@ -90,9 +90,13 @@ def _operand_list(value: Any, where: str) -> list[Any]:
     return [_scalar(item, f"{where}[{i}]") for i, item in enumerate(value)]
 
 
+_FAST_KINDS = {str: "str", bool: "bool", int: "number", float: "number", type(None): "none"}
+
+
 def _kind(value: Any) -> str:
-    if value is None:
-        return "none"
+    fast = _FAST_KINDS.get(type(value))
+    if fast is not None:
+        return fast
     if _is_bool(value):
         return "bool"
     if _is_number(value):
@@ -102,10 +106,34 @@ def _kind(value: Any) -> str:
     return "other"
 
 
-def _equal(found: Any, wanted: Any) -> bool:
-    """Equality within one kind only: no ``"2020" == 2020``, no ``1 == True``."""
-    kind = _kind(wanted)
-    return kind != "other" and _kind(found) == kind and bool(found == wanted)
+def _value_test(values: list[Any]) -> Callable[[Any], bool]:
+    """``found -> bool``: does the (scalar or list) field equal any of ``values``, kind-strict.
+
+    One hash lookup per element: each kind has its own set, so ``1`` never meets ``True``.
+    """
+    by_kind: dict[str, set[Any]] = {"str": set(), "bool": set(), "number": set()}
+    for value in values:
+        if value is not None:
+            by_kind[_kind(value)].add(value)
+    strs, bools, numbers = by_kind["str"], by_kind["bool"], by_kind["number"]
+    wants_none = any(value is None for value in values)
+
+    def scalar(found: Any) -> bool:
+        kind = _kind(found)
+        if kind == "str":
+            return found in strs
+        if kind == "number":
+            return found in numbers
+        if kind == "bool":
+            return bool(found) in bools
+        return kind == "none" and wants_none
+
+    def test(found: Any) -> bool:
+        if isinstance(found, (list, tuple)):
+            return any(scalar(element) for element in found)
+        return scalar(found)
+
+    return test
 
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
@@ -163,24 +191,13 @@ def _operator(
             raise TypeError(f"{where} must be True or False, got {operand!r}")
         present = bool(operand)
         return lambda m: (get(m) is not _MISSING) == present
-    if op in MEMBERSHIP:
-        wanted = _operand_list(operand, where)
-
-        def any_in(m: Mapping[str, Any]) -> bool:
-            found = get(m)
-            return found is not _MISSING and any(
-                _equal(e, w) for e in _elements(found) for w in wanted
-            )
-
-        return any_in if op == "$in" else (lambda m: not any_in(m))
+    if op in MEMBERSHIP or op in ("$eq", "$ne"):
+        values = _operand_list(operand, where) if op in MEMBERSHIP else [_scalar(operand, where)]
+        test = _value_test(values)
+        if op in ("$in", "$eq"):
+            return lambda m: (found := get(m)) is not _MISSING and test(found)
+        return lambda m: (found := get(m)) is _MISSING or not test(found)
     value = _scalar(operand, where)
-    if op in ("$eq", "$ne"):
-
-        def equal(m: Mapping[str, Any]) -> bool:
-            found = get(m)
-            return found is not _MISSING and any(_equal(e, value) for e in _elements(found))
-
-        return equal if op == "$eq" else (lambda m: not equal(m))
     kind = _kind(value)
     if kind not in ("number", "str"):
         raise TypeError(f"{where} compares order: it needs a number or a str, got {operand!r}")
@@ -210,10 +227,7 @@ def _field(key: str, condition: Any, where: str) -> Predicate:
                 f"{where}: unknown filter operator {unknown[0]!r}; supported operators are "
                 f"{', '.join(OPERATORS)} (and {', '.join(LOGICAL)} at the top of a filter)"
             )
-        predicates = [_operator(op, condition[op], get, where) for op in operators]
-        if len(predicates) == 1:
-            return predicates[0]
-        return lambda m: all(p(m) for p in predicates)
+        return _all_of([_operator(op, condition[op], get, where) for op in operators])
     if isinstance(condition, (list, tuple, AbstractSet)):
         return _operator("$in", condition, get, where)
     return _operator("$eq", condition, get, where)
@@ -259,8 +273,17 @@ def compile_filter(flt: Any, *, where: str = "filter") -> Predicate:
             )
         else:
             predicates.append(_field(key, condition, where))
+    return _all_of(predicates)
+
+
+def _all_of(predicates: list[Predicate]) -> Predicate:
+    if not predicates:
+        return lambda m: True
     if len(predicates) == 1:
         return predicates[0]
+    if len(predicates) == 2:
+        first, second = predicates
+        return lambda m: first(m) and second(m)
     return lambda m: all(p(m) for p in predicates)
 
 
