@@ -97,21 +97,21 @@ def load_index(
     if not directory.parent.is_dir():
         raise storage.IndexFormatError(f"index directory {str(directory)!r} does not exist")
     with storage.directory_lock(directory, exclusive=False):
-        return _load(cls, directory, embedder, tokenizer, show_progress, device, dtype, verify)
+        manifest = storage.read_manifest(directory, verify=verify)
+        runtime = {"show_progress": show_progress, "device": device, "dtype": dtype}
+        retriever = _construct(cls, directory, manifest, embedder, tokenizer, runtime)
+        return _load_files(retriever, directory, manifest, verify)
 
 
-def _load(
+def _construct(
     cls: type[HybridRetriever],
     directory: Path,
+    manifest: Manifest,
     embedder: Any,
     tokenizer: Callable[[str], Sequence[str]] | None,
-    show_progress: bool,
-    device: str | None,
-    dtype: str | None,
-    verify: bool,
+    runtime: dict[str, Any],
 ) -> HybridRetriever:
-    manifest = storage.read_manifest(directory, verify=verify)
-    manifest_path = directory / storage.MANIFEST
+    """A retriever with the saved settings (and the caller's embedder/tokenizer/device)."""
     settings = manifest.settings
     if "dense" in settings.retrievers and embedder is None:
         embedder = manifest.embedder
@@ -129,11 +129,16 @@ def _load(
     if embedder is not None:
         kwargs["embedder"] = embedder
     try:
-        retriever = cls(
-            tokenizer=tokenizer, show_progress=show_progress, device=device, dtype=dtype, **kwargs
-        )
+        return cls(tokenizer=tokenizer, **runtime, **kwargs)
     except (KeyError, TypeError, ValueError) as error:
-        raise storage.IndexFormatError(f"{manifest_path}: bad settings ({error})") from error
+        raise storage.IndexFormatError(
+            f"{directory / storage.MANIFEST}: bad settings ({error})"
+        ) from error
+
+
+def _load_files(
+    retriever: HybridRetriever, directory: Path, manifest: Manifest, verify: bool
+) -> HybridRetriever:
     count = manifest.count
     storage.check_listed(directory, manifest, _expected_files(retriever, count))
     if retriever._dense is not None:

@@ -87,6 +87,9 @@ def _check_k(value: Any, name: str) -> int:
 class HybridRetriever:
     """An in-memory BM25 + dense index over documents with string ids and metadata.
 
+    Thread-safe: searches run concurrently and always see a whole state while another
+    thread adds, deletes or saves (a reader-writer lock; see docs/reliability.md).
+
     Args:
         embedder: Dense model: hub id or local path (sentence-transformers), a
             SentenceTransformer, or a callable ``list[str] -> (n, dim) array``. The default
