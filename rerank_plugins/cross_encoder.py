@@ -144,10 +144,8 @@ class CrossEncoderReranker(BaseReranker):
             raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
         if quantize is not None and backend != "onnx":
             raise ValueError(f"quantize={quantize!r} needs backend='onnx', got {backend!r}")
-        if num_threads is not None and backend != "onnx":
-            import torch
-
-            torch.set_num_threads(num_threads)
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
 
         self.model_name = os.fspath(model)
         source = resolve_model_source(model, what="cross-encoder")
@@ -160,11 +158,8 @@ class CrossEncoderReranker(BaseReranker):
             revision=revision,
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
-            **(
-                {"quantize": quantize, "cache_dir": cache_dir, "num_threads": num_threads}
-                if backend == "onnx"
-                else {}
-            ),
+            num_threads=num_threads,
+            **({"quantize": quantize, "cache_dir": cache_dir} if backend == "onnx" else {}),
             options=backend_options,
         )
         if self.backend.num_labels > 2:
