@@ -41,14 +41,16 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     CUDA: bf16 where supported, else fp16. CPU: bf16 where :func:`cpu_supports_fast_bf16`
     says the CPU runs it natively (AMX or AVX512-BF16: 3.68x sentence-transformers with
     SciFact NDCG@10 +0.0032 over all 300 test queries, docs/benchmarks.md), else fp32 (bf16
-    is emulated and slower there). MPS: fp32. ``"float32"`` is always the exact path.
+    is emulated and slower there). MPS: fp32. ``"float32"`` is always the exact path, and
+    ``RERANK_PLUGINS_CPU_AUTO_DTYPE=float32`` in the environment pins ``"auto"`` on CPU to it
+    (for fleets that must score identically on every CPU; the test suite sets it).
     """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None or dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_supports_fast_bf16():
+        if device.type == "cpu" and _cpu_auto_bf16():
             return torch.bfloat16
         return torch.float32
     try:
@@ -57,6 +59,19 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(
             f"dtype must be 'auto' or one of {sorted(_DTYPES)}, got {dtype!r}"
         ) from None
+
+
+#: Set to ``float32`` to keep ``dtype="auto"`` at float32 on CPU even where bf16 is native.
+CPU_AUTO_DTYPE_ENV = "RERANK_PLUGINS_CPU_AUTO_DTYPE"
+
+
+def _cpu_auto_bf16() -> bool:
+    pinned = os.environ.get(CPU_AUTO_DTYPE_ENV, "").strip().lower()
+    if pinned not in ("", "auto", "float32", "fp32"):
+        raise ValueError(
+            f"{CPU_AUTO_DTYPE_ENV} must be 'auto' or 'float32', got {os.environ[CPU_AUTO_DTYPE_ENV]!r}"
+        )
+    return pinned in ("", "auto") and cpu_supports_fast_bf16()
 
 
 def cpu_supports_fast_bf16() -> bool:
@@ -122,6 +137,16 @@ def physical_cores() -> int:
     except (AttributeError, OSError):
         allowed = os.cpu_count() or 1
     return max(1, min(allowed, _cpuinfo_cores() or allowed))
+
+
+def cpu_contended() -> bool:
+    """True when more tasks are runnable than this process has cores (1-minute load average
+    above ``physical_cores() + 0.5``): other work then preempts our threads mid-pass."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not on Linux/macOS
+        return False
+    return load > physical_cores() + 0.5
 
 
 #: Environment variables through which a process chooses its own intra-op thread count.

@@ -26,6 +26,7 @@ def test_auto_device_and_dtype(monkeypatch):
 def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_runs_it_natively(monkeypatch):
     from rerank_plugins import _device
 
+    monkeypatch.delenv(_device.CPU_AUTO_DTYPE_ENV, raising=False)
     monkeypatch.setattr(_device, "cpu_supports_fast_bf16", lambda: True)
     assert resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
     assert resolve_dtype(None, torch.device("cpu")) == torch.bfloat16
@@ -34,6 +35,18 @@ def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_runs_it_natively(monkeypat
     assert resolve_dtype("auto", torch.device("mps")) == torch.float32
     monkeypatch.setattr(_device, "cpu_supports_fast_bf16", lambda: False)
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_the_environment_can_pin_auto_to_float32_on_cpu(monkeypatch):
+    from rerank_plugins import _device
+
+    monkeypatch.setattr(_device, "cpu_supports_fast_bf16", lambda: True)
+    monkeypatch.setenv(_device.CPU_AUTO_DTYPE_ENV, "float32")
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv(_device.CPU_AUTO_DTYPE_ENV, "int4")
+    with pytest.raises(ValueError, match="RERANK_PLUGINS_CPU_AUTO_DTYPE must be"):
+        resolve_dtype("auto", torch.device("cpu"))
 
 
 @pytest.mark.parametrize(("native", "dtype"), [(True, torch.bfloat16), (False, torch.float32)])
@@ -46,6 +59,7 @@ def test_reranker_and_embedder_auto_dtype_follow_the_cpu_check(
     from rerank_plugins.cross_encoder import CPU_HALF_TOKENS_PER_BATCH, CPU_TOKENS_PER_BATCH
     from rerank_plugins.hybrid.dense import Embedder
 
+    monkeypatch.delenv(_device.CPU_AUTO_DTYPE_ENV, raising=False)
     monkeypatch.setattr(_device, "cpu_supports_fast_bf16", lambda: native)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # auto never picks a slow dtype
@@ -165,3 +179,42 @@ def test_num_threads_applies_to_the_forward_pass_only(tiny_ce_path):
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="num_threads must be >= 1"):
         CrossEncoderReranker(tiny_ce_path, device="cpu", num_threads=0)
+
+
+@pytest.mark.parametrize(
+    ("contended", "num_threads", "expected"),
+    [(False, None, 1024), (True, None, 8192), (True, 1, 1024)],
+)
+def test_default_fp32_budget_grows_only_when_contended_and_multithreaded(
+    monkeypatch, tiny_ce_path, contended, num_threads, expected
+):
+    import rerank_plugins.cross_encoder as cross_encoder
+    from rerank_plugins import CrossEncoderReranker, _device
+
+    monkeypatch.setattr(_device, "cpu_contended", lambda: contended)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(_device, "physical_cores", lambda: 2)
+    budgets: list[int] = []
+    real = cross_encoder.plan_batches
+
+    def spy(lengths, batch_size, max_tokens):
+        budgets.append(max_tokens)
+        return real(lengths, batch_size, max_tokens)
+
+    monkeypatch.setattr(cross_encoder, "plan_batches", spy)
+    reranker = CrossEncoderReranker(tiny_ce_path, device="cpu", num_threads=num_threads)
+    reranker.score("vitamin d", ["vitamin d deficiency", "the cell"])
+    explicit = CrossEncoderReranker(tiny_ce_path, device="cpu", max_tokens_per_batch=1024)
+    explicit.score("vitamin d", ["vitamin d deficiency"])
+    assert budgets == [expected, 1024]
+    assert reranker.max_tokens_per_batch == cross_encoder.CPU_TOKENS_PER_BATCH
+
+
+def test_cpu_contended_reads_the_load_average(monkeypatch):
+    from rerank_plugins import _device
+
+    monkeypatch.setattr(_device, "physical_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 0.0, 0.0))
+    assert not _device.cpu_contended()
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.1, 0.0, 0.0))
+    assert _device.cpu_contended()
