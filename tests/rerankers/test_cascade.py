@@ -272,3 +272,11 @@ def test_with_real_tiny_cross_encoders(tiny_ce_path):
     table_a = dict(zip(passages, a.tolist(), strict=True))
     got = [r.index for r in cascade.rerank("vitamin d", passages)]
     assert got == _expected(passages, table_f, table_a, 3)
+
+
+def test_empty_candidates_call_no_member():
+    fast, accurate = TableReranker({}), TableReranker({})
+    cascade = CascadeReranker(fast, accurate, keep=3)
+    assert cascade.rerank("q", []) == []
+    assert cascade.score("q", []).shape == (0,)
+    assert fast.calls == [] and accurate.calls == []
