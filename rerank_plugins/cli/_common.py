@@ -382,7 +382,7 @@ def add_model_args(
         "--batch-size",
         type=positive_int,
         default=None,
-        help="cross-encoder pairs per forward pass (default 64 CPU / 128 CUDA, capped on CPU by a token budget per forward pass: 1024 tokens fp32/int8, 4096 bf16/fp16)",
+        help="cross-encoder pairs per forward pass (default 64 CPU / 128 CUDA, capped on CPU by a token budget per forward pass: 1024 tokens fp32/int8, 8192 for fp32 while the CPU is contended, 4096 bf16/fp16)",
     )
     p.add_argument(
         "--max-length",
