@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._models import ModelNotFoundError
 from .cross_encoder import CrossEncoderReranker
-from .rerankers import BaseReranker
+from .rerankers import BaseReranker, CascadeReranker
 from .types import Hit, Reranker, RerankResult
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BaseReranker",
+    "CascadeReranker",
     "CrossEncoderReranker",
     "Hit",
     "HybridRetriever",

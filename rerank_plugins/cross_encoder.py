@@ -29,6 +29,12 @@ MIN_PASSAGE_TOKENS = 16
 CPU_TOKENS_PER_BATCH = 1024
 #: The same for bf16/fp16 on CPU: AMX/AVX512-BF16 kernels want bigger matrices.
 CPU_HALF_TOKENS_PER_BATCH = 4096
+#: The fp32 torch budget while the CPU is contended (more runnable tasks than cores, see
+#: :func:`~rerank_plugins._device.cpu_contended`) and the forward pass runs on several
+#: threads: every small forward pass ends in thread barriers that a preempted thread stalls,
+#: so fewer, bigger passes win (about sentence-transformers' 32 x 256; measured on a 2-core
+#: EPYC: 1.08-1.09x sentence-transformers where 1024 fell to 0.61-0.76x, docs/benchmarks.md).
+CPU_CONTENDED_TOKENS_PER_BATCH = 8192
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
@@ -81,10 +87,13 @@ class CrossEncoderReranker(BaseReranker):
         batch_size: Most pairs per forward pass (default 64 on CPU, 128 on CUDA).
         max_tokens_per_batch: Most padded tokens per forward pass. Default on CPU:
             ``CPU_TOKENS_PER_BATCH`` (1024, e.g. 4 pairs of 256 tokens or 64 of 16) in fp32
-            and int8, ``CPU_HALF_TOKENS_PER_BATCH`` (4096) in bf16/fp16: on CPU a forward
-            pass is fastest when its activations stay in cache, so the budget, not the pair
-            count, sets the batch (measured in docs/benchmarks.md). Default elsewhere:
-            ``batch_size * max_length`` (never splits a batch more than a count-only batcher).
+            and int8, ``CPU_HALF_TOKENS_PER_BATCH`` (4096) in bf16/fp16: on an idle CPU a
+            forward pass is fastest when its activations stay in cache, so the budget, not the
+            pair count, sets the batch. While the CPU is contended (more runnable tasks than
+            cores) fp32 torch on several threads uses ``CPU_CONTENDED_TOKENS_PER_BATCH``
+            (8192) instead, decided per call (measured in docs/benchmarks.md). Default
+            elsewhere: ``batch_size * max_length`` (never splits a batch more than a
+            count-only batcher).
         max_length: Token window per pair; defaults to the model's limit. The query is never
             truncated: only the passage is (``only_second``).
         activation: ``"none"`` for raw logits, ``"sigmoid"`` for 0..1 scores.
@@ -104,7 +113,9 @@ class CrossEncoderReranker(BaseReranker):
         cache_dir: Where ``backend="onnx"`` caches exports (default
             ``$RERANK_PLUGINS_CACHE/onnx`` or ``~/.cache/rerank-plugins/onnx``).
         num_threads: CPU intra-op threads for torch (or ONNX Runtime with ``backend="onnx"``);
-            ``None`` leaves the default (one per physical core).
+            ``None``: the process's torch count capped at the physical cores this process may
+            use (ONNX Runtime: the physical cores). For torch it applies to this reranker's
+            forward passes only: the process-wide count is restored after each one.
         show_progress: Show a tqdm bar over batches.
     """
 
@@ -145,10 +156,8 @@ class CrossEncoderReranker(BaseReranker):
             raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
         if quantize is not None and backend != "onnx":
             raise ValueError(f"quantize={quantize!r} needs backend='onnx', got {backend!r}")
-        if num_threads is not None and backend != "onnx":
-            import torch
-
-            torch.set_num_threads(num_threads)
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
 
         self.model_name = os.fspath(model)
         source = resolve_model_source(model, what="cross-encoder")
@@ -161,11 +170,8 @@ class CrossEncoderReranker(BaseReranker):
             revision=revision,
             local_files_only=local_files_only,
             trust_remote_code=trust_remote_code,
-            **(
-                {"quantize": quantize, "cache_dir": cache_dir, "num_threads": num_threads}
-                if backend == "onnx"
-                else {}
-            ),
+            num_threads=num_threads,
+            **({"quantize": quantize, "cache_dir": cache_dir} if backend == "onnx" else {}),
             options=backend_options,
         )
         if self.backend.num_labels > 2:
@@ -191,6 +197,13 @@ class CrossEncoderReranker(BaseReranker):
         self.batch_size = batch_size or (64 if on_cpu else 128)
         self.max_tokens_per_batch = (
             self._default_token_budget() if max_tokens_per_batch is None else max_tokens_per_batch
+        )
+        # The default fp32 torch budget on CPU follows contention per call (see _call_budget).
+        self._adaptive_budget = (
+            max_tokens_per_batch is None
+            and on_cpu
+            and backend == "torch"
+            and self.max_tokens_per_batch == CPU_TOKENS_PER_BATCH
         )
         self.show_progress = show_progress
         self.cache = ScoreCache(cache_size)
@@ -272,6 +285,21 @@ class CrossEncoderReranker(BaseReranker):
         dtype = str(getattr(self.backend, "dtype", "float32"))
         half = dtype.endswith(("bfloat16", "float16"))
         return CPU_HALF_TOKENS_PER_BATCH if half else CPU_TOKENS_PER_BATCH
+
+    def _call_budget(self) -> int:
+        """This call's token budget: the default fp32 torch budget grows to
+        ``CPU_CONTENDED_TOKENS_PER_BATCH`` while the CPU is contended and the forward pass
+        runs on more than one thread; an explicit ``max_tokens_per_batch`` never changes."""
+        if not self._adaptive_budget or self.max_tokens_per_batch != CPU_TOKENS_PER_BATCH:
+            return self.max_tokens_per_batch
+        import torch
+
+        from ._device import cpu_contended, torch_threads_for_call
+
+        threads = torch_threads_for_call(getattr(self.backend, "num_threads", None))
+        if (threads or torch.get_num_threads()) > 1 and cpu_contended():
+            return CPU_CONTENDED_TOKENS_PER_BATCH
+        return self.max_tokens_per_batch
 
     @property
     def device(self) -> str:
@@ -383,7 +411,7 @@ class CrossEncoderReranker(BaseReranker):
             "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0) or 0,
         }
         window_scores = np.empty(len(input_ids), dtype=np.float32)
-        batches = plan_batches(lengths, self.batch_size, self.max_tokens_per_batch)
+        batches = plan_batches(lengths, self.batch_size, self._call_budget())
         if self.show_progress:
             from tqdm.auto import tqdm
 

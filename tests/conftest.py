@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
 import pytest
 from rp_test_support import HashEmbedder, build_tiny_sentence_transformer
+
+# The suite checks the exact fp32 path (parity with sentence-transformers to 1e-4) on every
+# CPU, subprocesses included; tests of dtype="auto" on bf16-native CPUs unset this themselves.
+os.environ.setdefault("RERANK_PLUGINS_CPU_AUTO_DTYPE", "float32")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._device import physical_cores
 from .._files import cache_root, directory_fingerprint, sha256_file
 from .._models import offline_hint, pretrained_kwargs
 
@@ -68,33 +69,6 @@ def _require_onnx() -> Any:
 def default_cache_root() -> Path:
     """``$RERANK_PLUGINS_CACHE/onnx`` when set, else ``~/.cache/rerank-plugins/onnx``."""
     return cache_root("onnx")
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads do not help ORT's GEMMs)."""
-    try:
-        allowed = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = os.cpu_count() or 1
-    cores: set[tuple[str, str]] = set()
-    try:
-        physical = core = ""
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    physical = value.strip()
-                elif key == "core id":
-                    core = value.strip()
-                elif not key and (physical or core):
-                    cores.add((physical, core))
-                    physical = core = ""
-        if physical or core:
-            cores.add((physical, core))
-    except OSError:
-        pass
-    return max(1, min(allowed, len(cores) or allowed))
 
 
 def _version(package: str) -> str:

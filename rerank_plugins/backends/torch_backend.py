@@ -8,12 +8,23 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .._device import resolve_device, resolve_dtype, warn_if_slow_dtype
+from .._device import (
+    intra_op_threads,
+    resolve_device,
+    resolve_dtype,
+    torch_threads_for_call,
+    warn_if_slow_dtype,
+)
 from .._models import load_pretrained, pretrained_kwargs
 
 
 class TorchBackend:
-    """Runs the model under ``torch.inference_mode`` on the chosen device and precision."""
+    """Runs the model under ``torch.inference_mode`` on the chosen device and precision.
+
+    On CPU each call runs with ``num_threads`` intra-op threads (default: the process's count,
+    capped at the physical cores this process may use) and restores the process's count
+    afterwards, so the setting never leaks into the rest of the process.
+    """
 
     def __init__(
         self,
@@ -24,8 +35,13 @@ class TorchBackend:
         revision: str | None = None,
         local_files_only: bool | None = None,
         trust_remote_code: bool = False,
+        num_threads: int | None = None,
     ) -> None:
         from transformers import AutoModelForSequenceClassification
+
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        self.num_threads = num_threads
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -53,6 +69,7 @@ class TorchBackend:
             for name in self.input_names
             if name in features
         }
-        with torch.inference_mode():
+        threads = torch_threads_for_call(self.num_threads) if self.device.type == "cpu" else None
+        with intra_op_threads(threads), torch.inference_mode():
             logits = self.model(**inputs).logits
         return logits.float().cpu().numpy()

@@ -200,14 +200,118 @@ def package_info_on_stderr() -> Iterator[None]:
 
 
 def load_reranker(model: str, args: argparse.Namespace, **extra: Any) -> Any:
+    """The cross-encoder from the model flags; with ``--cascade-fast``, a CascadeReranker."""
     from ..cross_encoder import CrossEncoderReranker
 
+    cascade = cascade_settings(args)
     kwargs = {**reranker_kwargs(args), **extra}
     log(f"loading cross-encoder {model} ...")
     start = time.perf_counter()
     reranker = CrossEncoderReranker(model, **kwargs)
     log(f"  loaded on {reranker.device} in {time.perf_counter() - start:.1f} s")
-    return reranker
+    if cascade is None:
+        return reranker
+    return load_cascade(model, reranker, cascade, kwargs)
+
+
+# --------------------------------------------------------------------------- cascade
+def cascade_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--cascade-*`` flags, or None without ``--cascade-fast`` (the others need it)."""
+    fast = getattr(args, "cascade_fast", None)
+    extra = {
+        flag: getattr(args, name, None)
+        for flag, name in (
+            ("--cascade-keep", "cascade_keep"),
+            ("--cascade-fast-quantize", "cascade_fast_quantize"),
+            ("--cascade-fast-max-length", "cascade_fast_max_length"),
+            ("--cascade-skip-margin", "cascade_skip_margin"),
+        )
+    }
+    if fast is None:
+        given = [flag for flag, value in extra.items() if value is not None]
+        if given:
+            verb = "needs" if len(given) == 1 else "need"
+            raise CLIError(f"{', '.join(given)} {verb} --cascade-fast MODEL")
+        return None
+    return {
+        "fast": fast,
+        "keep": extra["--cascade-keep"] or 20,
+        "quantize": extra["--cascade-fast-quantize"],
+        "max_length": extra["--cascade-fast-max-length"],
+        "skip_margin": extra["--cascade-skip-margin"],
+    }
+
+
+def load_cascade(
+    model: str, accurate: Any, cascade: dict[str, Any], accurate_kwargs: dict[str, Any]
+) -> Any:
+    """``CascadeReranker(fast, accurate)``: the fast member shares the accurate one's device,
+    batch size and window unless the ``--cascade-fast-*`` flags say otherwise."""
+    from ..cross_encoder import CrossEncoderReranker
+    from ..rerankers import CascadeReranker
+
+    fast_model = model if cascade["fast"] == "same" else cascade["fast"]
+    kwargs = dict(accurate_kwargs)
+    if cascade["quantize"]:  # ONNX Runtime runs int8 with float32 around it
+        kwargs.update(backend="onnx", quantize=cascade["quantize"], dtype="auto")
+    if cascade["max_length"]:
+        kwargs["max_length"] = cascade["max_length"]
+    log(f"loading the cascade's fast reranker {fast_model} ({_describe(kwargs)}) ...")
+    start = time.perf_counter()
+    fast = CrossEncoderReranker(fast_model, **kwargs)
+    log(
+        f"  loaded in {time.perf_counter() - start:.1f} s; the accurate one re-scores the best "
+        f"{cascade['keep']} per query"
+    )
+    return CascadeReranker(fast, accurate, keep=cascade["keep"], skip_margin=cascade["skip_margin"])
+
+
+def _describe(kwargs: dict[str, Any]) -> str:
+    shown = {k: v for k, v in kwargs.items() if k in ("backend", "quantize", "max_length")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def add_cascade_args(p: argparse.ArgumentParser) -> None:
+    """``--cascade-*``: score every candidate with a fast model, re-score the best N with
+    ``--reranker`` (rerank_plugins.CascadeReranker; docs/cascade.md)."""
+    group = p.add_argument_group(
+        "cascade", "a fast reranker scores every candidate, --reranker re-scores the best N"
+    )
+    group.add_argument(
+        "--cascade-fast",
+        default=None,
+        metavar="MODEL",
+        help="the fast cross-encoder (hub id or local path; 'same' = the --reranker model, "
+        "usually with --cascade-fast-quantize int8 and/or --cascade-fast-max-length)",
+    )
+    group.add_argument(
+        "--cascade-keep",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="candidates per query the --reranker re-scores (default 20)",
+    )
+    group.add_argument(
+        "--cascade-fast-quantize",
+        choices=("int8",),
+        default=None,
+        help="run the fast model with ONNX Runtime dynamic int8 (needs the [onnx] extra)",
+    )
+    group.add_argument(
+        "--cascade-fast-max-length",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the fast model's token window per pair (default: as --max-length)",
+    )
+    group.add_argument(
+        "--cascade-skip-margin",
+        type=float,
+        default=None,
+        metavar="X",
+        help="skip the re-scoring for a query whose fast top score leads the second by X "
+        "(default: never skip)",
+    )
 
 
 def progress(desc: str):
@@ -246,7 +350,8 @@ def add_embed_dtype_arg(p: argparse.ArgumentParser) -> None:
         "--embed-dtype",
         default="auto",
         choices=DTYPE_CHOICES,
-        help="dense embedder precision: auto (fp32 on CPU, bf16/fp16 on CUDA), float32, "
+        help="dense embedder precision: auto (bf16 on CPUs with AMX/AVX512-BF16, else fp32; "
+        "bf16/fp16 on CUDA), float32, "
         "bfloat16 (2.4x faster SciFact indexing on an AMX CPU), float16",
     )
 
@@ -277,7 +382,7 @@ def add_model_args(
         "--batch-size",
         type=positive_int,
         default=None,
-        help="cross-encoder pairs per forward pass (default 64 CPU / 128 CUDA, capped on CPU by a token budget per forward pass: 1024 tokens fp32/int8, 4096 bf16/fp16)",
+        help="cross-encoder pairs per forward pass (default 64 CPU / 128 CUDA, capped on CPU by a token budget per forward pass: 1024 tokens fp32/int8, 8192 for fp32 while the CPU is contended, 4096 bf16/fp16)",
     )
     p.add_argument(
         "--max-length",
@@ -290,7 +395,8 @@ def add_model_args(
         "--dtype",
         default="auto",
         choices=DTYPE_CHOICES,
-        help="cross-encoder precision: auto (fp32 on CPU, bf16/fp16 on CUDA), float32, "
+        help="cross-encoder precision: auto (bf16 on CPUs with AMX/AVX512-BF16, else fp32; "
+        "bf16/fp16 on CUDA), float32 (exact), "
         "bfloat16 (fast on CPUs with AMX/AVX512-BF16), float16",
     )
     p.add_argument(
@@ -305,6 +411,7 @@ def add_model_args(
         default=None,
         help="with --backend onnx: dynamic int8 (faster, may cost quality: see the docs)",
     )
+    add_cascade_args(p)
     if embedding_cache:
         p.add_argument(
             "--embedding-cache",

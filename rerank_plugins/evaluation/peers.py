@@ -62,8 +62,10 @@ class Ours(_System):
         reranker_kwargs: Mapping[str, Any],
         embed_dtype: str = "auto",
         retriever_depth=None,
+        reranker: Any = None,
     ) -> None:
         super().__init__()
+        self.reranker = reranker
         self.name = f"rerank-plugins ({retriever})"
         if retriever_depth is not None:
             self.name += f", depth {retriever_depth}"
@@ -79,7 +81,7 @@ class Ours(_System):
         from ..pipeline import RerankPipeline
 
         ids, texts, retriever, embedder, model = self._args
-        reranker = CrossEncoderReranker(model, **self.reranker_kwargs)
+        reranker = self.reranker or CrossEncoderReranker(model, **self.reranker_kwargs)
         start = time.perf_counter()
         first = HybridRetriever.from_texts(
             texts,
@@ -228,13 +230,15 @@ def run_bench(
     retriever_depth: int | None = None,
     peers: str | Sequence[str] = PEERS,
     log: Callable[[str], None] = print,
+    reranker: Any = None,
 ) -> dict[str, Any]:
     """Build every system, run the same queries through each, return metrics, timings and a table.
 
     ``reranker_kwargs`` (device, dtype, backend, quantize, batch_size, max_length, ...) go to
     our ``CrossEncoderReranker``; the device also goes to every peer (their cross-encoder and
     embedder), the other settings have no peer equivalent and the report's notes say so.
-    ``embed_dtype`` is our dense embedder's precision.
+    ``embed_dtype`` is our dense embedder's precision. A ready ``reranker`` (e.g. a
+    :class:`~rerank_plugins.CascadeReranker`) replaces the one built from ``reranker_kwargs``.
     """
     from .._device import resolve_device
 
@@ -262,6 +266,7 @@ def run_bench(
         reranker_kwargs=reranker_kwargs,
         embed_dtype=embed_dtype,
         retriever_depth=retriever_depth,
+        reranker=reranker,
     )
     log(f"building {ours.name} ...")
     ours.build()  # our errors (bad model, missing extra) propagate: nothing to compare against
@@ -300,6 +305,8 @@ def run_bench(
     }
     if embed_dtype != "auto":
         ours_only["embed_dtype"] = embed_dtype
+    if reranker is not None:
+        ours_only["reranker"] = repr(reranker)
     if len(systems) > 1 and ours_only:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(ours_only.items()))
         notes.append(f"{settings}: ours only (no peer equivalent); peers run at their defaults")

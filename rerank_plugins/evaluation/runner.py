@@ -209,16 +209,28 @@ def evaluate_settings(
         weights = (
             _token_weights(reranker, query, texts[:deepest]) if latency == "estimated" else None
         )
+        # A cascade's scores depend on which candidates share the call: each depth then
+        # needs its own call (timed, whatever ``latency`` says).
+        own_call = bool(getattr(reranker, "scores_depend_on_candidates", False))
         for depth in depths:
             d = min(depth, len(hits))
-            head = np.argsort(-scores[:d], kind="stable")
+            if own_call and d != deepest:
+                start = time.perf_counter()
+                depth_scores = np.asarray(reranker.score(query, texts[:d]), dtype=np.float64)
+                head = np.argsort(-depth_scores, kind="stable")
+                own_s = time.perf_counter() - start
+            else:
+                depth_scores = scores[:d]
+                head = np.argsort(-depth_scores, kind="stable")
             runs[depth][qid] = _ranked_run([ids[i] for i in head] + ids[d:])
             first_scores = np.array([hit.score for hit in hits[:d]], dtype=np.float64)
             for w in blends:
-                mixed = np.argsort(-blend_scores(scores[:d], first_scores, w), kind="stable")
+                mixed = np.argsort(-blend_scores(depth_scores, first_scores, w), kind="stable")
                 blend_runs[(depth, w)][qid] = _ranked_run([ids[i] for i in mixed] + ids[d:])
             if d == deepest:
                 rerank_s[depth].append(deepest_s)
+            elif own_call:
+                rerank_s[depth].append(own_s)
             elif latency == "measured":
                 start = time.perf_counter()
                 part = np.asarray(reranker.score(query, texts[:d]), dtype=np.float64)

@@ -113,8 +113,8 @@ class HybridRetriever:
             are cached by model fingerprint and text hash, so re-indexing the same corpus
             skips encoding. Off by default.
         device, dtype: Where and in what precision a named embedder runs: ``"auto"`` is CUDA
-            (fp16/bf16) when present, else CPU fp32; ``dtype="bfloat16"`` is several times
-            faster on CPUs with AMX. Runtime choices: not saved with the index.
+            (fp16/bf16) when present, else CPU bf16 where native (AMX/AVX512-BF16) and fp32
+            elsewhere; ``"float32"`` is exact. Runtime choices: not saved with the index.
     """
 
     def __init__(

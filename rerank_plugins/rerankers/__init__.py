@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .base import BaseReranker
+from .cascade import CascadeReranker
 
-__all__ = ["BaseReranker"]
+__all__ = ["BaseReranker", "CascadeReranker"]

@@ -120,3 +120,81 @@ def test_bench_refuses_embedding_cache(beir_dir: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         cli.main([*_argv("bench", beir_dir), "--embedding-cache", "off"])
     assert "unrecognized arguments: --embedding-cache" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- cascade flags
+CASCADE_ARGV = [
+    "--cascade-fast",
+    "same",
+    "--cascade-keep",
+    "7",
+    "--cascade-fast-quantize",
+    "int8",
+    "--cascade-fast-max-length",
+    "64",
+    "--cascade-skip-margin",
+    "2.5",
+]
+
+
+@pytest.mark.parametrize("command", ["demo", "eval", "bench"])
+def test_cascade_flags_build_a_cascade_that_reaches_the_command(
+    monkeypatch: pytest.MonkeyPatch, beir_dir: Path, command: str
+) -> None:
+    import rerank_plugins.cross_encoder as cross_encoder_module
+    import rerank_plugins.evaluation.peers as peers_module
+    import rerank_plugins.rerankers as rerankers_module
+    from rerank_plugins.hybrid import HybridRetriever
+
+    built: list[dict[str, Any]] = []
+    cascades: list[dict[str, Any]] = []
+
+    class RecordingReranker:
+        model_name = "recorded"
+        device = "cpu"
+
+        def __init__(self, model: str, **kwargs: Any) -> None:
+            built.append({"model": model, **kwargs})
+
+        def score(self, query: str, passages: list[str]) -> list[float]:
+            return [0.0] * len(passages)
+
+    real_cascade = rerankers_module.CascadeReranker
+
+    def recording_cascade(fast: Any, accurate: Any, **kwargs: Any) -> Any:
+        cascades.append(kwargs)
+        return real_cascade(fast, accurate, **kwargs)
+
+    reached: list[Any] = []
+    real_ours_build = peers_module.Ours.build
+
+    def recording_build(self: Any) -> None:
+        reached.append(self.reranker)
+        real_ours_build(self)
+
+    def stop(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(cross_encoder_module, "CrossEncoderReranker", RecordingReranker)
+    monkeypatch.setattr(rerankers_module, "CascadeReranker", recording_cascade)
+    monkeypatch.setattr(peers_module.Ours, "build", recording_build)
+    monkeypatch.setattr(HybridRetriever, "__init__", stop)
+    with pytest.raises(_Stop):
+        cli.main(["--debug", *_argv(command, beir_dir), "--max-length", "99", *CASCADE_ARGV])
+    accurate, fast = built
+    assert accurate["model"] == fast["model"] == "some/model"
+    assert accurate.get("max_length") == 99 and "quantize" not in accurate
+    assert fast["backend"] == "onnx" and fast["quantize"] == "int8"
+    assert fast["max_length"] == 64
+    assert cascades == [{"keep": 7, "skip_margin": 2.5}]
+    if command == "bench":
+        assert isinstance(reached[0], real_cascade)
+
+
+@pytest.mark.parametrize("command", ["demo", "eval", "bench"])
+def test_cascade_options_without_cascade_fast_are_an_error(
+    beir_dir: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main([*_argv(command, beir_dir), "--cascade-keep", "5"])
+    assert code == 2
+    assert "--cascade-keep needs --cascade-fast MODEL" in capsys.readouterr().err
