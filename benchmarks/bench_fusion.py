@@ -42,7 +42,12 @@ from rerank_plugins._files import cache_root  # noqa: E402
 from rerank_plugins.evaluation.beir import BeirDataset, load_beir  # noqa: E402
 from rerank_plugins.evaluation.metrics import ndcg_per_query  # noqa: E402
 from rerank_plugins.hybrid import fusion  # noqa: E402
-from rerank_plugins.hybrid.tuning import Lists, retrieve_lists, score_settings  # noqa: E402
+from rerank_plugins.hybrid.tuning import (  # noqa: E402
+    Lists,
+    retrieve_lists,
+    score_settings,
+    share_weights,
+)
 
 RETRIEVERS = ("bm25", "dense")
 RRF_KS = (1, 2, 5, 10, 20, 40, 60, 100, 200)
@@ -61,9 +66,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data", action="append", required=True, metavar="DIR:SPLIT", help="BEIR dir and split"
     )
     parser.add_argument("--runs", default=None, help="directory of official *.top100.trec runs")
+    parser.add_argument(
+        "--runs-only", action="store_true", help="fuse only the official runs (no dense index)"
+    )
+    parser.add_argument(
+        "--bm25-with",
+        default="",
+        help="comma-separated official runs to fuse with our own BM25 (e.g. D_BERT_KD_TASB)",
+    )
     parser.add_argument("--max-depth", type=int, default=max(DEPTHS))
     parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     parser.add_argument("--top", type=int, default=40, help="rows to print (0: all)")
+    parser.add_argument(
+        "--shares",
+        default="0.5",
+        help="dense weight shares to sweep (0.5: equal weights; 0.7: bm25=0.6, dense=1.4)",
+    )
     parser.add_argument(
         "--only",
         default=None,
@@ -183,13 +201,23 @@ def _label(setting: dict[str, Any], depth: int) -> str:
     name = setting["fusion"]
     if name in ("rrf", "sarrf"):
         name += f" k={setting['rrf_k']:g}"
+    if setting["weights"]:
+        name += " " + " ".join(f"{n}={w:g}" for n, w in setting["weights"].items())
     return f"{name} @{depth}"
 
 
-def sweep(lists, ids, qids, qrels, depths: Sequence[int], only=None) -> dict[str, float]:
-    """NDCG@10 per ``method[ k=K] @depth`` label, equal weights (``only``: just these labels)."""
-    settings = [{"fusion": "rrf", "rrf_k": float(k), "weights": None} for k in RRF_KS]
-    settings += [{"fusion": m, "rrf_k": 60.0, "weights": None} for m in fusion.SCORE_METHODS]
+def sweep(
+    lists, ids, qids, qrels, depths: Sequence[int], only=None, shares: Sequence[float] = (0.5,)
+) -> dict[str, float]:
+    """NDCG@10 per ``method[ k=K][ weights] @depth`` label (``only``: just these labels).
+
+    ``shares`` are dense weight shares (tuning.share_weights); 0.5 is equal weights.
+    """
+    settings = []
+    for share in shares:
+        weights = share_weights(share, RETRIEVERS)
+        settings += [{"fusion": "rrf", "rrf_k": float(k), "weights": weights} for k in RRF_KS]
+        settings += [{"fusion": m, "rrf_k": 60.0, "weights": weights} for m in fusion.SCORE_METHODS]
     extra = [{"fusion": "sarrf", "rrf_k": float(k), "weights": None} for k in (10, 60)]
     out: dict[str, float] = {}
     for depth in depths:
@@ -208,6 +236,7 @@ def sweep(lists, ids, qids, qrels, depths: Sequence[int], only=None) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     depths = [int(d) for d in args.depths.split(",")]
+    shares = [float(x) for x in args.shares.split(",")]
     only = None if args.only is None else {x.strip() for x in args.only.split(";") if x.strip()}
     results: dict[str, dict[str, Any]] = {}
     for spec in args.data:
@@ -217,17 +246,35 @@ def main(argv: list[str] | None = None) -> int:
         ids, _ = dataset.doc_texts()
         qids = list(dataset.queries)
         start = time.perf_counter()
-        lists = cached_lists(data, split, dataset, args.max_depth)
         name = f"{data.name}:{split}"
-        singles = {
-            r: single_ndcg(lists, ids, qids, dataset.qrels, i) for i, r in enumerate(RETRIEVERS)
-        }
-        grid = sweep(lists, ids, qids, dataset.qrels, depths, only)
-        results[name] = {"queries": len(qids), "singles": singles, "grid": grid}
-        print(
-            f"{name}: {len(qids)} queries, singles {singles}, {time.perf_counter() - start:.1f} s",
-            flush=True,
-        )
+        if not args.runs_only:
+            lists = cached_lists(data, split, dataset, args.max_depth)
+            singles = {
+                r: single_ndcg(lists, ids, qids, dataset.qrels, i) for i, r in enumerate(RETRIEVERS)
+            }
+            grid = sweep(lists, ids, qids, dataset.qrels, depths, only, shares)
+            results[name] = {"queries": len(qids), "singles": singles, "grid": grid}
+            print(
+                f"{name}: {len(qids)} queries, singles {singles}, {time.perf_counter() - start:.1f} s",
+                flush=True,
+            )
+        partners = [r for r in args.bm25_with.split(",") if r]
+        if args.runs and partners:
+            from rerank_plugins.evaluation.runner import build_retriever
+
+            bm25 = build_retriever(dataset, "bm25", show_progress=False)
+            ours = retrieve_lists(bm25, list(dataset.queries.values()), max(depths))
+            for partner in partners:
+                theirs = run_lists(Path(args.runs), [partner], ids, qids)
+                plists = [[o[0], t[0]] for o, t in zip(ours, theirs, strict=True)]
+                pname = f"our BM25+{partner}"
+                psingles = {
+                    p: single_ndcg(plists, ids, qids, dataset.qrels, i)
+                    for i, p in enumerate(("bm25", partner))
+                }
+                pgrid = sweep(plists, ids, qids, dataset.qrels, depths, only, shares)
+                results[pname] = {"queries": len(qids), "singles": psingles, "grid": pgrid}
+                print(f"{pname}: singles {psingles}", flush=True)
         if args.runs and (Path(args.runs) / "BM25.top100.trec").is_file() and split == "test":
             for pair in RUN_PAIRS:
                 plists = run_lists(Path(args.runs), pair, ids, qids)
@@ -236,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                     p: single_ndcg(plists, ids, qids, dataset.qrels, i) for i, p in enumerate(pair)
                 }
                 pgrid = sweep(
-                    plists, ids, qids, dataset.qrels, [d for d in depths if d <= 100], only
+                    plists, ids, qids, dataset.qrels, [d for d in depths if d <= 100], only, shares
                 )
                 results[pname] = {"queries": len(qids), "singles": psingles, "grid": pgrid}
                 print(f"{pname}: singles {psingles}", flush=True)
