@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     parser.add_argument("--top", type=int, default=40, help="rows to print (0: all)")
     parser.add_argument(
+        "--bands", action="store_true", help="print fused-score ranges per official pair"
+    )
+    parser.add_argument(
         "--shares",
         default="0.5",
         help="dense weight shares to sweep (0.5: equal weights; 0.7: bm25=0.6, dense=1.4)",
@@ -233,6 +236,21 @@ def sweep(
     return out
 
 
+def score_bands(lists) -> dict[str, dict[str, list[float]]]:
+    """Median [min, max] over queries of the top and the 10th fused score, equal weights."""
+    union, scores, ranks, valid = fusion.align_many(lists)
+    out = {}
+    for method in fusion.FUSION_METHODS:
+        fused = fusion.fuse(method, scores, ranks, np.ones(scores.shape[1]))
+        fused[~valid] = -np.inf
+        top = np.take_along_axis(fused, fusion.top_order(fused, union, 10), axis=1)
+        out[method] = {
+            label: [float(np.median(col)), float(col.min()), float(col.max())]
+            for label, col in (("top", top[:, 0]), ("10th", top[:, 9]))
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     depths = [int(d) for d in args.depths.split(",")]
@@ -287,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 results[pname] = {"queries": len(qids), "singles": psingles, "grid": pgrid}
                 print(f"{pname}: singles {psingles}", flush=True)
+                if args.bands:
+                    bands = score_bands([[(p[:100], q[:100]) for p, q in x] for x in plists])
+                    print(f"  fused-score bands (median, min, max): {bands}", flush=True)
     labels = sorted(set().union(*(set(r["grid"]) for r in results.values())))
     rows = []
     for label in labels:
