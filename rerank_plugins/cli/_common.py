@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -324,10 +323,11 @@ FUSION_RETRIEVERS = ("bm25", "dense")
 
 def fusion_weights(text: str) -> dict[str, float]:
     """``--weights bm25=0.3,dense=0.7`` -> ``{"bm25": 0.3, "dense": 0.7}`` (finite, >= 0)."""
+    from ..hybrid.fusion import weight_vector
+
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",")):
-        name, sep, value = part.partition("=")
-        name = name.strip()
+        name, sep, value = (x.strip() for x in part.partition("="))
         if not sep or not name:
             raise argparse.ArgumentTypeError(
                 f"expected NAME=NUMBER pairs like bm25=0.3,dense=0.7, got {text!r}"
@@ -339,28 +339,28 @@ def fusion_weights(text: str) -> dict[str, float]:
         if name in out:
             raise argparse.ArgumentTypeError(f"{name} is weighted twice in {text!r}")
         try:
-            weight = float(value)
+            out[name] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name}={value.strip()!r} is not a number (in {text!r})"
-            ) from None
-        if not math.isfinite(weight) or weight < 0:
-            raise argparse.ArgumentTypeError(f"{name}={value.strip()} must be finite and >= 0")
-        out[name] = weight
-    if not any(w > 0 for w in out.values()) and len(out) == len(FUSION_RETRIEVERS):
-        raise argparse.ArgumentTypeError(f"at least one weight must be > 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{name}={value!r} is not a number") from None
+    try:
+        weight_vector(out, FUSION_RETRIEVERS)  # finite, >= 0, not all zero: one home
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return out
 
 
 def rrf_k_value(text: str) -> float:
     """``--rrf-k``: a finite number >= 0."""
+    from ..hybrid.fusion import check_rrf_k
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+    try:
+        return check_rrf_k(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_fusion_args(p: argparse.ArgumentParser) -> None:
