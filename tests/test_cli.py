@@ -463,3 +463,44 @@ def test_rerank_top_above_candidates_is_warned(beir_dir: Path, tiny_ce_path: Pat
     )
     assert code == 0
     assert "--rerank-top 8 is above --candidates 5" in stderr
+
+
+def test_eval_tune_fusion_reports_before_and_after_on_held_back_queries(
+    beir_dir: Path, tiny_embedder_path: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "tuned.json"
+    code, stdout, stderr = _run(
+        capsys,
+        "eval",
+        "--data",
+        str(beir_dir),
+        "--embedder",
+        str(tiny_embedder_path),
+        "--embedding-cache",
+        "off",
+        "--tune-fusion",
+        "--tune-share",
+        "0.6",
+        "--weights",
+        "dense=0.5",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0, stderr
+    data = json.loads(out.read_text())
+    tuning = data["settings"]["fusion_tuning"]
+    assert tuning["tune_queries"] == 3 and data["settings"]["queries"] == 2  # 5 judged queries
+    before, after = data["results"]
+    assert before["setting"] == "hybrid (before tuning: rrf k=60, dense=0.5)"
+    assert after["setting"].startswith("hybrid (tuned: ")
+    assert data["settings"]["fusion"] == tuning["settings"]  # what ran is what was tuned
+    assert "held back" in stdout and "before tuning" in stdout and "tuned" in stdout
+    assert "tuning fusion on 3 queries (2 held back)" in stderr
+
+
+def test_eval_tune_fusion_with_too_few_queries_is_a_clean_error(beir_dir: Path, capsys) -> None:
+    code, _, stderr = _run(
+        capsys, "eval", "--data", str(beir_dir), "--queries", "1", "--tune-fusion"
+    )
+    assert code == 2 and "--tune-fusion: tuning needs at least 2 queries" in stderr

@@ -8,11 +8,13 @@ from ._common import (
     CLIError,
     add_depth_arg,
     add_embed_dtype_arg,
+    add_fusion_args,
     add_model_args,
     cascade_settings,
     check_retriever_depth,
     default_embedder,
     default_reranker,
+    fusion_kwargs,
     load_dataset,
     load_reranker,
     log,
@@ -24,6 +26,7 @@ from ._common import (
 
 def cmd_bench(args: argparse.Namespace) -> int:
     check_retriever_depth(args)
+    fusion = fusion_kwargs(args, hybrid=args.retriever == "hybrid")
     from ..evaluation.peers import run_bench
 
     dataset = load_dataset(args.data, args.split)
@@ -48,6 +51,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         embed_dtype=args.embed_dtype,
         retriever_depth=args.retriever_depth,
         peers=args.peers,
+        fusion=fusion,
         log=log,
         reranker=cascade,
     )
@@ -75,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         embedding_cache=False,  # bench always encodes, so index build times compare fairly
     )
     add_embed_dtype_arg(bench)
+    add_fusion_args(bench)
     bench.add_argument("--queries", type=positive_int, default=20)
     bench.add_argument("--candidates", type=positive_int, default=30)
     add_depth_arg(bench)

@@ -11,12 +11,14 @@ from ._common import (
     FALLBACK_CE_MODEL,
     CLIError,
     add_embed_dtype_arg,
+    add_fusion_args,
     add_model_args,
     check_embedder,
     default_demo_data,
     default_embedder,
     default_reranker,
     embedding_cache_setting,
+    fusion_kwargs,
     load_dataset,
     load_reranker,
     log,
@@ -98,6 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = args.reranker or default_reranker()
     embedder = args.embedder or default_embedder()
     check_embedder(embedder)
+    fusion = fusion_kwargs(args, hybrid=bool(embedder))
     warn_rerank_deeper_than_candidates(args.candidates, args.rerank_top)
     if model == FALLBACK_CE_MODEL and not args.reranker:
         log(
@@ -117,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         kwargs["embedder"] = embedder
         kwargs["embedding_cache"] = embedding_cache_setting(args)
         kwargs["dtype"] = args.embed_dtype
-    retriever = HybridRetriever.from_texts(texts, ids=ids, **kwargs)
+    retriever = HybridRetriever.from_texts(texts, ids=ids, **kwargs, **fusion)
     build_s = time.perf_counter() - start
     log(f"  index built in {build_s:.1f} s")
     pipeline = RerankPipeline(
@@ -132,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     reranker.score("warm up", ["warm up passage"])
     print(
         f"\nCorpus: {label} ({len(ids)} documents indexed, {' + '.join(retrievers)}"
-        f"{', RRF' if len(retrievers) > 1 else ''}); cross-encoder: {reranker.model_name} "
+        f"{', ' + retriever.fusion if len(retrievers) > 1 else ''}); cross-encoder: {reranker.model_name} "
         f"on {reranker.device}; {args.candidates} candidates, top {args.rerank_top} reranked"
     )
     for number, (query, relevant) in enumerate(queries, 1):
@@ -175,6 +178,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"else {FALLBACK_CE_MODEL})",
     )
     add_embed_dtype_arg(demo)
+    add_fusion_args(demo)
     demo.add_argument("--queries", type=positive_int, default=3, help="how many queries to run")
     demo.add_argument("--query", action="append", default=None, help="your own query (repeatable)")
     demo.add_argument("--top-k", type=positive_int, default=3, help="hits to print per query")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
     CLIError,
     add_depth_arg,
     add_embed_dtype_arg,
+    add_fusion_args,
     add_model_args,
     check_embedder,
     check_retriever_depth,
     default_embedder,
     depths,
     embedding_cache_setting,
+    fusion_kwargs,
     load_dataset,
     load_reranker,
     log,
@@ -27,8 +30,19 @@ from ._common import (
 )
 
 
+def _fusion_label(retriever: Any) -> str:
+    """``rrf k=60`` / ``zscore, bm25=0.6 dense=1.4``: a retriever's fusion settings, short."""
+    label = retriever.fusion + (f" k={retriever.rrf_k:g}" if retriever.fusion == "rrf" else "")
+    if retriever.weights:
+        label += ", " + " ".join(f"{n}={w:g}" for n, w in retriever.weights.items())
+    return label
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     check_retriever_depth(args)
+    fusion = fusion_kwargs(args, hybrid=args.retriever == "hybrid")
+    if args.tune_fusion and args.retriever != "hybrid":
+        raise CLIError("--tune-fusion needs --retriever hybrid: nothing is fused otherwise")
     from ..evaluation.runner import (
         COLUMNS,
         EvalResult,
@@ -38,6 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         machine_info,
         plot_tradeoff,
         select_queries,
+        split_queries,
     )
 
     if args.plot:  # fail before the long run when matplotlib is missing
@@ -49,6 +64,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ) from None
     dataset = load_dataset(args.data, args.split)
     queries = select_queries(dataset, args.queries)
+    tune_queries: dict[str, str] = {}
+    if args.tune_fusion:
+        try:
+            tune_queries, queries = split_queries(queries, args.tune_share)
+        except ValueError as error:
+            raise CLIError(f"--tune-fusion: {error}") from None
     embedder = args.embedder or (default_embedder() if args.retriever != "bm25" else None)
     check_embedder(embedder)
     if args.reranker:
@@ -64,9 +85,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         embedding_cache=embedding_cache_setting(args),
         embed_dtype=args.embed_dtype,
+        fusion=fusion,
     )
     build_s = time.perf_counter() - start
     log(f"  index built in {build_s:.1f} s")
+    tuning: dict[str, Any] | None = None
+    default_rows: list[dict[str, Any]] = []
+    if args.tune_fusion:
+        tuning, default_rows = _tune(args, dataset, retriever, tune_queries, queries)
     if reranker is not None:  # one warm-up call so the first query is not charged for it
         reranker.score("warm up", ["warm up passage"])
     retriever.search(next(iter(queries.values())), k=1)
@@ -79,12 +105,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         depths=args.rerank_top,
         latency=args.latency,
-        retriever_name=args.retriever,
+        retriever_name=args.retriever
+        + (f" (tuned: {_fusion_label(retriever)})" if tuning is not None else ""),
         progress=None if args.quiet else progress("evaluating"),
         blend_weights=args.blend,
         retriever_depth=args.retriever_depth,
     )
     eval_s = time.perf_counter() - start
+    rows = default_rows + rows
     result = EvalResult(
         settings={
             "data": str(Path(args.data).resolve()),
@@ -101,6 +129,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "batch_size": getattr(reranker, "batch_size", None),
             "max_length": getattr(reranker, "max_length", None),
             "latency": args.latency,
+            "fusion": None
+            if args.retriever != "hybrid"
+            else {
+                "fusion": retriever.fusion,
+                "weights": retriever.weights,
+                "rrf_k": retriever.rrf_k,
+            },
+            "fusion_tuning": tuning,
         },
         dataset={
             "name": Path(args.data).name,
@@ -120,6 +156,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from ..evaluation.runner import table_rows
 
+    if tuning is not None:
+        print(
+            f"fusion tuned on {tuning['tune_queries']} queries of the split ({tuning['reason']}); "
+            f"every row below is on the other {len(queries)} (held back)"
+        )
     print(format_table(COLUMNS, table_rows(rows)))
     if args.out:
         write_json(args.out, result.to_dict())
@@ -132,6 +173,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         log(f"wrote {args.plot}")
     return 0
+
+
+def _tune(
+    args: argparse.Namespace,
+    dataset: Any,
+    retriever: Any,
+    tune_queries: dict[str, str],
+    held: dict[str, str],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score the settings in place on the held-back queries, then tune on the others."""
+    from ..evaluation.runner import evaluate_settings
+    from ..hybrid.retriever import default_depth
+
+    default_rows = evaluate_settings(
+        dataset,
+        retriever,
+        queries=held,
+        candidates=args.candidates,
+        depths=[],
+        retriever_name=f"{args.retriever} (before tuning: {_fusion_label(retriever)})",
+        retriever_depth=args.retriever_depth,
+    )
+    log(f"tuning fusion on {len(tune_queries)} queries ({len(held)} held back) ...")
+    report = retriever.tune_fusion(
+        tune_queries,
+        {qid: dataset.qrels[qid] for qid in tune_queries},
+        metric=args.tune_metric,
+        candidates=args.retriever_depth or default_depth(args.candidates),
+    )
+    log(
+        f"  {'applied' if report['applied'] else 'kept'} {_fusion_label(retriever)}: "
+        f"{report['reason']} ({report['seconds']['search']:.1f} s)"
+    )
+    report["tune_queries"] = len(tune_queries)
+    report["candidates"] = report["candidates"][:20]  # the best 20 of every setting tried
+    return report, default_rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -152,6 +229,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_depth_arg(ev)
     add_embed_dtype_arg(ev)
+    add_fusion_args(ev)
+    ev.add_argument(
+        "--tune-fusion",
+        action="store_true",
+        help="hybrid only: tune fusion (HybridRetriever.tune_fusion) on --tune-share of the "
+        "split's queries and report the settings before and after tuning on the rest",
+    )
+    ev.add_argument(
+        "--tune-share",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="with --tune-fusion: share of the queries to tune on (default 0.5)",
+    )
+    ev.add_argument(
+        "--tune-metric",
+        default="ndcg@10",
+        help="with --tune-fusion: what to maximise (ndcg@K, mrr@K, recall@K; default ndcg@10)",
+    )
     ev.add_argument(
         "--rerank-top",
         type=depths,

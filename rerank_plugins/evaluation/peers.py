@@ -63,9 +63,11 @@ class Ours(_System):
         embed_dtype: str = "auto",
         retriever_depth=None,
         reranker: Any = None,
+        fusion: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.reranker = reranker
+        self.fusion = dict(fusion or {})
         self.name = f"rerank-plugins ({retriever})"
         if retriever_depth is not None:
             self.name += f", depth {retriever_depth}"
@@ -92,6 +94,7 @@ class Ours(_System):
             device=self.reranker_kwargs.get("device", "auto"),
             dtype=self.embed_dtype,
             embedding_cache=False,  # every system encodes the corpus: build times compare
+            **self.fusion,
         )
         self.build_s = time.perf_counter() - start
         self.pipeline = RerankPipeline(
@@ -121,10 +124,22 @@ class Ours(_System):
 
 class LangChainPeer(_System):
     def __init__(
-        self, ids, texts, *, retriever, embedder, reranker_model, candidates, top_k, device
+        self,
+        ids,
+        texts,
+        *,
+        retriever,
+        embedder,
+        reranker_model,
+        candidates,
+        top_k,
+        device,
+        rrf_weights: Sequence[float] = (0.5, 0.5),
+        rrf_c: float = 60,
     ) -> None:
         super().__init__()
         self.device = device
+        self.rrf_weights, self.rrf_c = list(rrf_weights), rrf_c
         self.name = (
             "langchain (BM25Retriever"
             + (" + FAISS, EnsembleRetriever" if retriever == "hybrid" else "")
@@ -154,7 +169,9 @@ class LangChainPeer(_System):
                 texts, _langchain_embeddings(embedder, self.device), metadatas=metadatas
             )
             dense = store.as_retriever(search_kwargs={"k": self.candidates})
-            self.retriever = EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
+            self.retriever = EnsembleRetriever(
+                retrievers=[bm25, dense], weights=self.rrf_weights, c=int(self.rrf_c)
+            )
         else:
             self.retriever = bm25
         self.build_s = time.perf_counter() - start
@@ -166,6 +183,25 @@ class LangChainPeer(_System):
         ranked = self.compressor.compress_documents(docs, query)
         done = time.perf_counter()
         return [d.metadata["id"] for d in ranked], retrieved - start, done - retrieved, len(docs)
+
+
+def _peer_rrf(fusion: Mapping[str, Any], notes: list[str]) -> tuple[list[float], float]:
+    """EnsembleRetriever's ``weights`` and ``c`` matching our fusion flags (its RRF only)."""
+    from ..hybrid.fusion import DEFAULT_RRF_K, weight_vector
+
+    method = fusion.get("fusion", "rrf")
+    if method != "rrf":
+        notes.append(
+            f"fusion={method}: ours only; LangChain's EnsembleRetriever does weighted RRF "
+            "(it gets the same weights and rrf_k)"
+        )
+    weights = weight_vector(fusion.get("weights"), ("bm25", "dense"))
+    if fusion.get("weights") is None:
+        weights = weights / 2  # its default [0.5, 0.5]: the same order as our (1, 1)
+    rrf_k = float(fusion.get("rrf_k", DEFAULT_RRF_K))
+    if rrf_k != int(rrf_k):
+        notes.append(f"rrf_k={rrf_k:g}: LangChain's EnsembleRetriever takes an int c={int(rrf_k)}")
+    return weights.tolist(), rrf_k
 
 
 def _langchain_embeddings(embedder: Any, device: str) -> Any:
@@ -229,6 +265,7 @@ def run_bench(
     embed_dtype: str = "auto",
     retriever_depth: int | None = None,
     peers: str | Sequence[str] = PEERS,
+    fusion: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
     reranker: Any = None,
 ) -> dict[str, Any]:
@@ -239,6 +276,9 @@ def run_bench(
     embedder), the other settings have no peer equivalent and the report's notes say so.
     ``embed_dtype`` is our dense embedder's precision. A ready ``reranker`` (e.g. a
     :class:`~rerank_plugins.CascadeReranker`) replaces the one built from ``reranker_kwargs``.
+    ``fusion`` (``fusion``, ``weights``,
+    ``rrf_k``) configures our fusion; LangChain's ``EnsembleRetriever`` gets the same weights
+    and ``c = rrf_k`` (it only does weighted RRF: another ``fusion`` is ours only, noted).
     """
     from .._device import resolve_device
 
@@ -267,7 +307,10 @@ def run_bench(
         embed_dtype=embed_dtype,
         retriever_depth=retriever_depth,
         reranker=reranker,
+        fusion=fusion,
     )
+    fusion = dict(fusion or {})
+    rrf_weights, rrf_c = _peer_rrf(fusion, notes if "langchain" in peers else [])
     log(f"building {ours.name} ...")
     ours.build()  # our errors (bad model, missing extra) propagate: nothing to compare against
     systems: list[_System] = [ours]
@@ -281,6 +324,8 @@ def run_bench(
             candidates=candidates,
             top_k=top_k,
             device=device,
+            rrf_weights=rrf_weights,
+            rrf_c=rrf_c,
         ),
         "llamaindex": lambda: LlamaIndexPeer(
             ours, reranker_model=reranker_model, top_k=top_k, device=device
@@ -385,6 +430,7 @@ def run_bench(
             "device": device,
             "reranker_kwargs": {k: v for k, v in reranker_kwargs.items() if k != "device"},
             "embed_dtype": embed_dtype,
+            "fusion": fusion,
         },
         "results": results,
         "notes": notes,

@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -51,6 +51,27 @@ def select_queries(dataset: BeirDataset, limit: int | None) -> dict[str, str]:
     return dict(items if limit is None else items[:limit])
 
 
+def split_queries(
+    queries: dict[str, str], tune_share: float, *, seed: int = 0
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``(tune, held back)``: a seeded shuffle of ``queries``, ``tune_share`` of them to tune on.
+
+    Both parts keep at least one query; each keeps the given order of its queries.
+    """
+    if not 0.0 < tune_share < 1.0:
+        raise ValueError(f"tune_share must be within (0, 1), got {tune_share!r}")
+    if len(queries) < 2:
+        raise ValueError(
+            f"tuning needs at least 2 queries (one to tune, one held back), got {len(queries)}"
+        )
+    count = min(max(1, round(tune_share * len(queries))), len(queries) - 1)
+    picked = set(np.random.default_rng(seed).permutation(len(queries))[:count].tolist())
+    items = list(queries.items())
+    tune = dict(item for i, item in enumerate(items) if i in picked)
+    held = dict(item for i, item in enumerate(items) if i not in picked)
+    return tune, held
+
+
 def build_retriever(
     dataset: BeirDataset,
     kind: str,
@@ -60,11 +81,13 @@ def build_retriever(
     show_progress: bool = True,
     embedding_cache: Any = None,
     embed_dtype: str = "auto",
+    fusion: Mapping[str, Any] | None = None,
 ) -> Any:
     """A HybridRetriever over the whole corpus (``title + " " + text``).
 
     ``embedding_cache`` (a directory, True for the default one, or None) reuses document
-    embeddings across runs; ``embed_dtype`` is the embedder's precision: see
+    embeddings across runs; ``embed_dtype`` is the embedder's precision; ``fusion`` holds
+    fusion settings (``fusion``, ``weights``, ``rrf_k``): see
     :class:`~rerank_plugins.hybrid.HybridRetriever`.
     """
     if kind not in RETRIEVERS:
@@ -82,6 +105,7 @@ def build_retriever(
         kwargs["dtype"] = embed_dtype
     if embedder is not None and kind != "bm25":
         kwargs["embedder"] = embedder
+    kwargs.update(fusion or {})
     return HybridRetriever.from_texts(texts, ids=ids, **kwargs)
 
 

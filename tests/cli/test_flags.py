@@ -76,6 +76,12 @@ EMBEDDER_FLAGS = [
     ("--embedder", "{data}/embedder", "retriever", "embedder", "{data}/embedder"),
 ]
 CACHE_FLAG = [("--embedding-cache", "off", "retriever", "embedding_cache", False)]
+FUSION_FLAGS = [
+    ("--fusion", "dbsf", "retriever", "fusion", "dbsf"),
+    ("--weights", "bm25=0.3,dense=0.7", "retriever", "weights", {"bm25": 0.3, "dense": 0.7}),
+    ("--weights", " dense = 2 ", "retriever", "weights", {"dense": 2.0}),
+    ("--rrf-k", "10", "retriever", "rrf_k", 10.0),
+]
 
 
 def _argv(command: str, beir_dir: Path) -> list[str]:
@@ -88,9 +94,9 @@ def _argv(command: str, beir_dir: Path) -> list[str]:
 CASES = [
     (command, *flag)
     for command, flags in (
-        ("demo", RERANKER_FLAGS + EMBEDDER_FLAGS + CACHE_FLAG),
-        ("eval", RERANKER_FLAGS + EMBEDDER_FLAGS + CACHE_FLAG),
-        ("bench", RERANKER_FLAGS + EMBEDDER_FLAGS),
+        ("demo", RERANKER_FLAGS + EMBEDDER_FLAGS + CACHE_FLAG + FUSION_FLAGS),
+        ("eval", RERANKER_FLAGS + EMBEDDER_FLAGS + CACHE_FLAG + FUSION_FLAGS),
+        ("bench", RERANKER_FLAGS + EMBEDDER_FLAGS + FUSION_FLAGS),
     )
     for flag in flags
 ]
@@ -198,3 +204,63 @@ def test_cascade_options_without_cascade_fast_are_an_error(
     code = cli.main([*_argv(command, beir_dir), "--cascade-keep", "5"])
     assert code == 2
     assert "--cascade-keep needs --cascade-fast MODEL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "eval", "bench"])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--weights", "bm25=x", "'x' is not a number"),
+        ("--weights", "colbert=1", "unknown retriever 'colbert'"),
+        ("--weights", "bm25=-1", "must be finite and >= 0"),
+        ("--weights", "bm25=nan", "must be finite and >= 0"),
+        ("--weights", "bm25=0,dense=0", "at least one weight must be > 0"),
+        ("--weights", "bm25=1,bm25=2", "weighted twice"),
+        ("--weights", "0.3,0.7", "NAME=NUMBER"),
+        ("--rrf-k", "-1", "finite number >= 0"),
+        ("--rrf-k", "inf", "finite number >= 0"),
+        ("--rrf-k", "sixty", "expected a number"),
+        ("--fusion", "max", "invalid choice"),
+    ],
+)
+def test_bad_fusion_flags_are_usage_errors(
+    beir_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    flag: str,
+    value: str,
+    message: str,
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*_argv(command, beir_dir), flag, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and flag in err, err
+
+
+@pytest.mark.parametrize("command", ["eval", "bench"])
+def test_fusion_flags_without_a_hybrid_index_are_refused(
+    recorded: dict[str, dict[str, Any]],
+    beir_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    code = cli.main([*_argv(command, beir_dir), "--retriever", "bm25", "--fusion", "zscore"])
+    assert code == 2 and "retriever" not in recorded
+    assert "--fusion need a hybrid index" in capsys.readouterr().err
+
+
+def test_tune_fusion_needs_a_hybrid_index(
+    beir_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["eval", "--data", str(beir_dir), "--retriever", "dense", "--tune-fusion"]) == 2
+    assert "--tune-fusion needs --retriever hybrid" in capsys.readouterr().err
+
+
+def test_rrf_k_with_a_score_fusion_is_warned(
+    recorded: dict[str, dict[str, Any]], beir_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(_Stop):
+        cli.main(["--debug", *_argv("eval", beir_dir), "--fusion", "zscore", "--rrf-k", "5"])
+    assert "--rrf-k is ignored with --fusion zscore" in capsys.readouterr().err
+    assert recorded["retriever"]["rrf_k"] == 5.0  # still passed on: nothing the user gave is lost

@@ -293,3 +293,22 @@ def test_lazy_top_level_export():
     import rerank_plugins
 
     assert rerank_plugins.HybridRetriever is HybridRetriever
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "minmax", "zscore", "dbsf"])
+def test_a_query_no_list_matches_pads_in_every_fusion(fusion):
+    """BM25-only index, a query sharing no term: min-max and z-score used to raise on the
+    empty union ("zero-size array to reduction operation")."""
+    r = HybridRetriever.from_texts(
+        ["cell protein", "heart blood"], retrievers=("bm25",), fusion=fusion
+    )
+    hits = r.search("zebra", k=2)
+    assert [h.id for h in hits] == ["0", "1"] and all(h.scores == {} for h in hits)
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True])
+def test_bad_rrf_k_is_refused_by_the_constructor(fake_embedder, bad):
+    with pytest.raises(ValueError, match="rrf_k"):
+        HybridRetriever(embedder=fake_embedder, rrf_k=bad)
+    with pytest.raises(ValueError, match=r"weights\['dense'\]"):
+        HybridRetriever(embedder=fake_embedder, weights={"dense": float("nan")})
