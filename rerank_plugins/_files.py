@@ -1,9 +1,10 @@
-"""Cache locations, cheap model-directory fingerprints and atomic array writes."""
+"""Cache locations, cheap model-directory fingerprints, atomic array writes and directory publishes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,35 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_directory(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Create an empty temp directory next to ``path``; returns ``(final, temp)``.
+
+    Fill ``temp``, then :func:`commit_directory` it: a reader never sees a half-written
+    directory at ``final`` (same filesystem, so the rename is atomic).
+    """
+    final = Path(path).expanduser().absolute()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    return final, temp
+
+
+def commit_directory(final: Path, temp: Path) -> None:
+    """Move ``temp`` to ``final``, replacing an existing directory there as a whole."""
+    if final.exists() and not final.is_dir():
+        shutil.rmtree(temp, ignore_errors=True)
+        raise FileExistsError(f"{final} exists and is not a directory")
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old.rmdir()
+        os.replace(final, old)
+    try:
+        os.replace(temp, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
