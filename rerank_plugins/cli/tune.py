@@ -83,7 +83,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise CLIError(f"--data {os.fspath(args.data)!r}: {error}") from None
     evaluation = result.report["evaluation"]
     summary = {
-        name: {k: evaluation[name][k] for k in ("ndcg@10", "mrr@10", "pairs_per_s")}
+        name: {k: evaluation[name].get(k) for k in ("ndcg@10", "mrr@10", "pairs_per_s")}
         for name in ("first_stage", "before", "teacher", "after", "int8")
         if evaluation.get(name) and "ndcg@10" in evaluation[name]
     }

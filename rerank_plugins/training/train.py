@@ -206,6 +206,10 @@ def train(
         train_dataset=dataset,
         loss=make_loss(model, loss, negatives_per_positive=negatives_per_positive),
     )
+    if not show_progress:  # without bars the trainer prints its logs to stdout instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
