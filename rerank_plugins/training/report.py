@@ -124,6 +124,34 @@ def compare_throughput(
     return {name: round(statistics.median(values), 1) for name, values in timings.items()}
 
 
+def measure_result(
+    result: Any,
+    candidates: Candidates,
+    qrels: Mapping[str, Any],
+    *,
+    teacher: Any = None,
+    int8: Any = None,
+) -> dict[str, Any]:
+    """The trained model on the eval candidates; with a teacher, both side by side (pairs/s);
+    with its int8 export, that too plus the export's parity figures."""
+    measured: dict[str, Any] = {"after": score_candidates(result, candidates, qrels)}
+    if teacher is not None:
+        speeds = compare_throughput({"teacher": teacher, "after": result}, candidates)
+        teacher_speed = speeds.get("teacher")
+        measured["throughput_side_by_side"] = {
+            **speeds,
+            "speedup": round(speeds["after"] / teacher_speed, 2) if teacher_speed else None,
+        }
+    if int8 is not None:
+        measured["int8"] = score_candidates(int8, candidates, qrels)
+        manifest = getattr(int8.backend, "manifest", {}) or {}
+        measured["int8"]["parity"] = {
+            key: manifest.get(key)
+            for key in ("fp32_max_abs_diff_vs_torch", "int8_max_abs_diff_vs_torch")
+        }
+    return measured
+
+
 def write_report(directory: Path, report: Mapping[str, Any]) -> Path:
     path = directory / REPORT_FILE
     path.write_text(json.dumps({"format_version": REPORT_FORMAT, **report}, indent=2) + "\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from .._device import resolve_device
 from .._files import atomic_directory, cache_root, commit_directory
+from ..evaluation.runner import build_retriever, machine_info
 from . import report as reporting
 from .data import DEFAULT_EVAL_FRACTION, load_training_data
 from .distill import teacher_scores
@@ -224,7 +224,6 @@ def tune(
     teacher_reranker = None
     if teacher is not None:
         teacher_reranker = _reranker(teacher, torch_device, serve)
-    from ..evaluation.runner import build_retriever
 
     now = lap("load", now)
     logger.info("indexing %d documents (%s) ...", len(training_data.dataset.corpus), negatives)
@@ -349,30 +348,16 @@ def tune(
 
         # ------------------------------------------------------------ after
         tuned = _reranker(staging, torch_device, serve)
-        evaluation["after"] = reporting.score_candidates(
-            tuned, candidates, training_data.eval_qrels
-        )
-        if teacher_reranker is not None:
-            speeds = reporting.compare_throughput(
-                {"teacher": teacher_reranker, "after": tuned}, candidates
-            )
-            evaluation["throughput_side_by_side"] = {
-                **speeds,
-                "speedup": round(speeds["after"] / speeds["teacher"], 2)
-                if speeds.get("teacher")
-                else None,
-            }
+        int8 = None
         if export_int8:
             int8 = _reranker(
                 staging, "cpu", serve, backend="onnx", quantize="int8", cache_dir=scratch / ONNX_DIR
             )
-            evaluation["int8"] = reporting.score_candidates(
-                int8, candidates, training_data.eval_qrels
+        evaluation.update(
+            reporting.measure_result(
+                tuned, candidates, training_data.eval_qrels, teacher=teacher_reranker, int8=int8
             )
-            evaluation["int8"]["parity"] = {
-                key: int8.backend.manifest.get(key)
-                for key in ("fp32_max_abs_diff_vs_torch", "int8_max_abs_diff_vs_torch")
-            }
+        )
         now = lap("eval_after", now)
         timings["total_s"] = round(time.perf_counter() - started, 1)
 
@@ -415,7 +400,7 @@ def tune(
             "training": training,
             "evaluation": evaluation,
             "timings": timings,
-            "machine": _machine(torch_device),
+            "machine": {**machine_info(), "device": torch_device},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         if export_int8:
@@ -438,15 +423,3 @@ def tune(
             out_final, "cpu", serve, backend="onnx", quantize="int8", cache_dir=out_final / ONNX_DIR
         )
     return TuneResult(path=out_final, report=report)
-
-
-def _machine(device: str) -> dict[str, Any]:
-    import torch
-
-    return {
-        "device": device,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
