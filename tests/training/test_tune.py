@@ -3,6 +3,7 @@ determinism, atomic publishing and every bad input."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def test_cli_errors_are_one_line(
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_runs_end_to_end(
+def test_cli_runs_end_to_end_and_the_model_works_everywhere(
     tiny_beir: Path,
     tiny_ce_path: Path,
     tmp_path: Path,
@@ -207,3 +208,26 @@ def test_cli_runs_end_to_end(
     assert settings["loss"] == "lambda" and settings["negatives"] == "bm25"
     assert settings["max_steps"] == 2 and settings["seed"] == 3 and settings["lr"] == 1e-4
     assert settings["serve_length"] == 128  # the tiny model's limit caps the default 256
+    # The result works unchanged in `rerank-plugins eval` and both adapters.
+    capsys.readouterr()
+    eval_argv = ["eval", "--data", str(tiny_beir), "--split", "train", "--retriever", "bm25"]
+    eval_argv += ["--reranker", str(out), "--candidates", "6", "--rerank-top", "6", "--quiet"]
+    assert main(eval_argv) == 0
+    assert "bm25 + rerank@6" in capsys.readouterr().out
+    documents = ["vitamin d deficiency study", "heart disease risk"]
+    if importlib.util.find_spec("langchain_core") is not None:
+        from langchain_core.documents import Document
+
+        from rerank_plugins.integrations.langchain import CrossEncoderCompressor
+
+        compressor = CrossEncoderCompressor(model=str(out), top_n=1, device="cpu")
+        kept = compressor.compress_documents([Document(page_content=d) for d in documents], "q")
+        assert len(kept) == 1 and "relevance_score" in kept[0].metadata
+    if importlib.util.find_spec("llama_index") is not None:
+        from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+        from rerank_plugins.integrations.llama_index import CrossEncoderRerank
+
+        rerank = CrossEncoderRerank(model=str(out), top_n=1, device="cpu")
+        nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in documents]
+        assert len(rerank.postprocess_nodes(nodes, query_bundle=QueryBundle("q"))) == 1
