@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._common import CLIError, embedding_cache_setting, log, positive_int
@@ -38,6 +41,24 @@ _non_negative_float = _number(float, low=0.0)
 _non_negative_int = _number(int, low=0)
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or ``kill``'s stop) unwinds like Ctrl-C, so the half-written
+    model in the temporary directory is removed instead of left beside ``--out``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..training import TrainingDataError, tune
     from ..training._deps import require_train
@@ -46,39 +67,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.base is None and args.teacher is None:
         raise CLIError("--base is required (or --teacher with --student-layers to distil it)")
     try:
-        result = tune(
-            args.data,
-            out=args.out,
-            base=args.base,
-            split=args.split,
-            eval_split=args.eval_split,
-            eval_fraction=args.eval_fraction,
-            negatives=args.negatives,
-            negatives_per_query=args.negatives_per_query,
-            rank_min=args.rank_min,
-            rank_max=args.rank_max,
-            sampling=args.sampling,
-            teacher=args.teacher,
-            relative_margin=args.relative_margin,
-            student_layers=args.student_layers,
-            loss=args.loss,
-            device=args.device,
-            max_steps=args.max_steps or None,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            head_lr=args.head_lr,
-            max_length=args.max_length,
-            serve_length=args.serve_length,
-            seed=args.seed,
-            eval_depth=args.eval_depth,
-            retriever_depth=args.retriever_depth,
-            embedder=args.embedder,
-            embedding_cache=embedding_cache_setting(args),
-            export_int8=args.export_int8,
-            overwrite=args.overwrite,
-            show_progress=not args.quiet,
-        )
+        with _terminate_as_interrupt():
+            result = tune(
+                args.data,
+                out=args.out,
+                base=args.base,
+                split=args.split,
+                eval_split=args.eval_split,
+                eval_fraction=args.eval_fraction,
+                negatives=args.negatives,
+                negatives_per_query=args.negatives_per_query,
+                rank_min=args.rank_min,
+                rank_max=args.rank_max,
+                sampling=args.sampling,
+                teacher=args.teacher,
+                relative_margin=args.relative_margin,
+                student_layers=args.student_layers,
+                loss=args.loss,
+                device=args.device,
+                max_steps=args.max_steps or None,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                head_lr=args.head_lr,
+                max_length=args.max_length,
+                serve_length=args.serve_length,
+                seed=args.seed,
+                eval_depth=args.eval_depth,
+                retriever_depth=args.retriever_depth,
+                embedder=args.embedder,
+                embedding_cache=embedding_cache_setting(args),
+                export_int8=args.export_int8,
+                overwrite=args.overwrite,
+                show_progress=not args.quiet,
+            )
     except TrainingDataError as error:
         raise CLIError(f"--data {os.fspath(args.data)!r}: {error}") from None
     evaluation = result.report["evaluation"]

@@ -121,7 +121,7 @@ def compare_throughput(
             started = time.perf_counter()
             rerankers[name].score_pairs(sample)
             timings[name].append(len(sample) / max(time.perf_counter() - started, 1e-9))
-    return {name: round(statistics.median(values), 1) for name, values in timings.items()}
+    return {name: round(statistics.median(values), 2) for name, values in timings.items()}
 
 
 def measure_result(

@@ -216,6 +216,11 @@ def tune(
         raise ValueError(
             f"student_layers={student_layers} must be below the base's {base_model.num_layers} layers"
         )
+    if max_length > base_model.max_positions:
+        raise ValueError(
+            f"max_length={max_length} is above the base model's limit of "
+            f"{base_model.max_positions} tokens"
+        )
     serve = int(
         serve_length or min(max(max_length, DEFAULT_SERVE_LENGTH), base_model.max_positions)
     )

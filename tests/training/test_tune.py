@@ -231,3 +231,27 @@ def test_cli_runs_end_to_end_and_the_model_works_everywhere(
         rerank = CrossEncoderRerank(model=str(out), top_n=1, device="cpu")
         nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in documents]
         assert len(rerank.postprocess_nodes(nodes, query_bundle=QueryBundle("q"))) == 1
+
+
+def test_sigterm_unwinds_like_ctrl_c(
+    tiny_beir: Path,
+    tiny_ce_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+    import signal
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    monkeypatch.setattr(tune_runner, "run_training", terminated)
+    out = tmp_path / "out"
+    argv = ["tune", "--data", str(tiny_beir), "--base", str(tiny_ce_path), "--out", str(out)]
+    assert main([*argv, "--max-length", "300"]) == 2  # above the tiny model's 128 positions
+    assert "max_length=300 is above the base model's limit of 128" in capsys.readouterr().err
+    assert main([*argv, "--negatives", "bm25", "--max-length", "48", "--quiet"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beir"]  # no model, no temp dirs
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
