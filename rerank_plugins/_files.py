@@ -1,9 +1,11 @@
-"""Cache locations, cheap model-directory fingerprints and atomic array writes."""
+"""Cache locations, cheap model-directory fingerprints, atomic array writes and directory publishes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,3 +59,67 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def new_temp_directory(final: Path) -> Path:
+    """An empty ``.<name>.tmp-*`` directory beside ``final`` (same filesystem: atomic rename)."""
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+
+
+def atomic_directory(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Create an empty temp directory next to ``path``; returns ``(final, temp)``.
+
+    Fill ``temp``, then :func:`commit_directory` it: a reader never sees a half-written
+    directory at ``final`` (same filesystem, so the rename is atomic).
+    """
+    final = Path(path).expanduser().absolute()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final, new_temp_directory(final)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(directory: Path) -> None:
+    """fsync every file, then every directory (deepest first) under ``directory``."""
+    paths = sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    for path in paths:
+        if path.is_file():
+            _fsync(path)
+    for path in [*(p for p in paths if p.is_dir()), directory]:
+        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+            _fsync(path)
+
+
+def commit_directory(final: Path, temp: Path, *, fsync: bool = True) -> None:
+    """Move ``temp`` to ``final``, replacing an existing directory there as a whole.
+
+    With ``fsync`` the files are on disk before the rename, so a crash leaves the old or the
+    new directory, never a renamed one with empty files. The previous ``final`` goes to
+    ``.<name>.old-*`` for the instant between the two renames and is then deleted.
+    """
+    if final.exists() and not final.is_dir():
+        shutil.rmtree(temp, ignore_errors=True)
+        raise FileExistsError(f"{final} exists and is not a directory")
+    if fsync:
+        fsync_tree(temp)
+    old = None
+    if os.path.lexists(final):
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old.rmdir()
+        os.replace(final, old)
+    try:
+        os.replace(temp, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    with contextlib.suppress(OSError):
+        _fsync(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

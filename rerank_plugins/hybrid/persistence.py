@@ -59,7 +59,6 @@ def save_index(retriever: HybridRetriever, path: str | os.PathLike[str]) -> None
                 manifest["files"] = storage.file_records(temp)
                 manifest["content_sha256"] = content_digest(manifest)
                 (temp / storage.MANIFEST).write_bytes(encode(manifest))
-                storage.fsync_tree(temp)
                 storage.commit_directory(final, temp)
             except BaseException:
                 shutil.rmtree(temp, ignore_errors=True)

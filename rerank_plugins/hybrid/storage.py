@@ -20,13 +20,11 @@ renames, moves the surviving old index back into place.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import shutil
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +33,8 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from .._files import commit_directory, fsync_tree, new_temp_directory
+from .._files import sha256_file as sha256_of
 from .manifest import FORMAT_VERSION, READABLE_VERSIONS, Manifest, content_digest, describe
 
 try:  # POSIX; elsewhere saves serialize within the process only
@@ -42,7 +42,14 @@ try:  # POSIX; elsewhere saves serialize within the process only
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError"]
+__all__ = [
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "IndexFormatError",
+    "commit_directory",
+    "fsync_tree",
+    "new_temp_directory",
+]
 
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.npy"
@@ -119,18 +126,6 @@ def clean_debris(final: Path) -> None:
 
 
 # ---------------------------------------------------------------------- writing
-def new_temp_directory(final: Path) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_records(directory: Path) -> dict[str, dict[str, Any]]:
     """``{relative/path: {"size", "sha256"}}`` for every file under ``directory``."""
     records = {}
@@ -138,47 +133,6 @@ def file_records(directory: Path) -> dict[str, dict[str, Any]]:
         relative = path.relative_to(directory).as_posix()
         records[relative] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
     return records
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(directory: Path) -> None:
-    """fsync every file, then every directory (deepest first) under ``directory``."""
-    paths = sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-    for path in paths:
-        if path.is_file():
-            _fsync(path)
-    for path in [*(p for p in paths if p.is_dir()), directory]:
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-            _fsync(path)
-
-
-def commit_directory(final: Path, temp: Path) -> None:
-    """Move the fsynced ``temp`` to ``final``, replacing an existing index directory there."""
-    if final.exists() and not final.is_dir():
-        shutil.rmtree(temp, ignore_errors=True)
-        raise FileExistsError(f"{final} exists and is not a directory")
-    old = None
-    if os.path.lexists(final):
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        old.rmdir()
-        os.replace(final, old)
-    try:
-        os.replace(temp, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    with contextlib.suppress(OSError):
-        _fsync(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- reading safely

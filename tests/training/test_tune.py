@@ -1,0 +1,257 @@
+"""``tune`` end to end on a tiny BEIR fixture and tiny random models: outputs, loss, students,
+determinism, atomic publishing and every bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from rp_test_support import HashEmbedder
+
+from rerank_plugins import CrossEncoderReranker, ModelNotFoundError
+from rerank_plugins.cli import main
+from rerank_plugins.training import runner as tune_runner
+from rerank_plugins.training import student_layer_ids, tune
+
+pytest.importorskip("bm25s")
+pytest.importorskip("faiss")
+
+FAST = {
+    "negatives_per_query": 3,
+    "rank_max": 8,
+    "batch_size": 4,
+    "max_length": 48,
+    "eval_depth": 8,
+    "eval_fraction": 0.2,
+    "device": "cpu",
+    "show_progress": False,
+}
+
+
+def _run(data: Path, out: Path, **kwargs):
+    return tune(data, out=out, embedder=HashEmbedder(), **{**FAST, **kwargs})
+
+
+def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
+    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None
+) -> None:
+    out = tmp_path / "model"
+    result = _run(tiny_beir, out, base=tiny_ce_path, epochs=6, lr=2e-3, export_int8=True)
+    assert result.path == out.absolute()
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "training_report.json"} <= names
+    assert "README.md" in names and "onnx" in names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # no temp dirs
+
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["format_version"] == 1
+    assert report["settings"]["loss"] == "mnrl"
+    assert report["data"]["train_queries"] == 8 and report["data"]["eval_queries"] == 2
+    evaluation = report["evaluation"]
+    for name in ("first_stage", "before", "after", "int8"):
+        assert 0.0 <= evaluation[name]["ndcg@10"] <= 1.0
+    assert evaluation["after"]["pairs_per_s"] > 0
+    assert evaluation["int8"]["parity"]["fp32_max_abs_diff_vs_torch"] < 1e-3
+    trend = report["training"]["loss_trend"]
+    assert report["training"]["steps"] == 12  # ceil(8 rows / 4) x 6 epochs
+    assert trend["last"] < trend["first"], report["training"]["loss_history"]
+    card = (out / "README.md").read_text()
+    assert "mnrl" in card and "NDCG@10" in card and str(tiny_ce_path) in card
+
+    reranker = CrossEncoderReranker(out, device="cpu")
+    assert reranker.max_length == report["settings"]["serve_length"]
+    scores = reranker.score("does vitamin d cause", ["vitamin d deficiency", "heart"])
+    assert scores.shape == (2,)
+    # The int8 export built at the published path is a cache hit, not a rebuild.
+    onnx_entries = sorted(p.name for p in (out / "onnx").iterdir())
+    int8 = CrossEncoderReranker(out, backend="onnx", quantize="int8", cache_dir=out / "onnx")
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == onnx_entries
+    assert int8.score("does vitamin d cause", ["vitamin d deficiency"]).shape == (1,)
+
+
+def test_plain_encoder_base_gets_a_head_and_runs_are_deterministic(
+    tiny_beir: Path, tiny_embedder_path: Path, tmp_path: Path, one_thread: None
+) -> None:
+    first = _run(tiny_beir, tmp_path / "a", base=tiny_embedder_path, max_steps=2, seed=7)
+    _run(tiny_beir, tmp_path / "b", base=tiny_embedder_path, max_steps=2, seed=7)
+    report = first.report
+    assert report["model"]["base_kind"] == "encoder" and report["model"]["new_head"]
+    assert report["evaluation"]["before"] is None  # a random head has nothing to measure
+    assert report["settings"]["head_lr"] == tune_runner.DEFAULT_HEAD_LR
+    weights_a = (tmp_path / "a" / "model.safetensors").read_bytes()
+    weights_b = (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert weights_a == weights_b
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert len(config["id2label"]) == 1  # one relevance logit
+    CrossEncoderReranker(tmp_path / "a", device="cpu").score("q", ["p"])
+
+
+def test_student_has_n_layers_and_learns_from_the_teacher(
+    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None
+) -> None:
+    out = tmp_path / "student"
+    result = _run(tiny_beir, out, teacher=tiny_ce_path, student_layers=1, max_steps=3)
+    report = result.report
+    assert report["settings"]["loss"] == "margin_mse"
+    assert report["settings"]["base"] == str(tiny_ce_path)  # defaults to the teacher
+    assert report["model"]["layers"] == 1
+    assert report["model"]["layer_ids_from_base"] == student_layer_ids(2, 1) == [1]
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+    assert set(report["evaluation"]) >= {"teacher", "before", "after", "throughput_side_by_side"}
+    student = CrossEncoderReranker(out, device="cpu")
+    assert len(student.backend.model.bert.encoder.layer) == 1
+    assert student.score("q", ["p", "d"]).shape == (2,)
+
+
+def test_interrupted_run_leaves_nothing_at_out(
+    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("the old model")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune_runner, "run_training", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_beir, out, base=tiny_ce_path, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # the old directory is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beir", "model"]  # no temp dirs left
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_beir, tmp_path / "fresh", base=tiny_ce_path)
+    assert not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"base": "./no/such/model"}, ModelNotFoundError, "does not exist"),
+        ({}, ValueError, r"pass base= \(the model to start from\)"),
+        ({"base": "B", "loss": "mse"}, ValueError, "distils a teacher's scores"),
+        ({"base": "B", "loss": "nope"}, ValueError, "loss must be one of"),
+        ({"base": "B", "negatives": "sparse"}, ValueError, "negatives must be one of"),
+        ({"base": "B", "rank_min": 9, "rank_max": 8}, ValueError, "rank_max=8 is below rank_min=9"),
+        ({"base": "B", "batch_size": 0}, ValueError, "batch_size must be a positive int"),
+        ({"base": "B", "student_layers": 2}, ValueError, "must be below the base's 2 layers"),
+        ({"base": "B", "relative_margin": 0.1}, ValueError, "pass teacher="),
+    ],
+)
+def test_bad_settings_fail_fast(
+    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, kwargs: dict, error: type, message: str
+) -> None:
+    if kwargs.get("base") == "B":
+        kwargs = {**kwargs, "base": tiny_ce_path}
+    with pytest.raises(error, match=message):
+        _run(tiny_beir, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_out_needs_overwrite(tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "something").write_text("x")
+    with pytest.raises(ValueError, match="exists and is not empty; pass overwrite=True"):
+        _run(tiny_beir, out, base=tiny_ce_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="exists and is a file"):
+        _run(tiny_beir, tmp_path / "file", base=tiny_ce_path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--split", "dev"], "training split 'dev' has no qrels"),
+        (["--base", "./missing-model"], "does not exist"),
+        (["--eval-fraction", "2"], "expected a number > 0 and < 1"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    tiny_beir: Path,
+    tiny_ce_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    argv = ["tune", "--data", str(tiny_beir), "--base", str(tiny_ce_path)]
+    argv += ["--out", str(tmp_path / "out"), "--negatives", "bm25", *extra]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse type errors
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(message in line for line in err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_runs_end_to_end_and_the_model_works_everywhere(
+    tiny_beir: Path,
+    tiny_ce_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    one_thread: None,
+) -> None:
+    out = tmp_path / "cli-model"
+    argv = ["tune", "--data", str(tiny_beir), "--base", str(tiny_ce_path), "--out", str(out)]
+    argv += ["--negatives", "bm25", "--negatives-per-query", "2", "--rank-max", "6"]
+    argv += ["--max-steps", "2", "--batch-size", "2", "--max-length", "40", "--lr", "1e-4"]
+    argv += ["--loss", "lambda", "--eval-depth", "6", "--seed", "3", "--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == str(out.absolute())
+    settings = json.loads((out / "training_report.json").read_text())["settings"]
+    assert settings["loss"] == "lambda" and settings["negatives"] == "bm25"
+    assert settings["max_steps"] == 2 and settings["seed"] == 3 and settings["lr"] == 1e-4
+    assert settings["serve_length"] == 128  # the tiny model's limit caps the default 256
+    # The result works unchanged in `rerank-plugins eval` and both adapters.
+    capsys.readouterr()
+    eval_argv = ["eval", "--data", str(tiny_beir), "--split", "train", "--retriever", "bm25"]
+    eval_argv += ["--reranker", str(out), "--candidates", "6", "--rerank-top", "6", "--quiet"]
+    assert main(eval_argv) == 0
+    assert "bm25 + rerank@6" in capsys.readouterr().out
+    documents = ["vitamin d deficiency study", "heart disease risk"]
+    if importlib.util.find_spec("langchain_core") is not None:
+        from langchain_core.documents import Document
+
+        from rerank_plugins.integrations.langchain import CrossEncoderCompressor
+
+        compressor = CrossEncoderCompressor(model=str(out), top_n=1, device="cpu")
+        kept = compressor.compress_documents([Document(page_content=d) for d in documents], "q")
+        assert len(kept) == 1 and "relevance_score" in kept[0].metadata
+    if importlib.util.find_spec("llama_index") is not None:
+        from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+        from rerank_plugins.integrations.llama_index import CrossEncoderRerank
+
+        rerank = CrossEncoderRerank(model=str(out), top_n=1, device="cpu")
+        nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in documents]
+        assert len(rerank.postprocess_nodes(nodes, query_bundle=QueryBundle("q"))) == 1
+
+
+def test_sigterm_unwinds_like_ctrl_c(
+    tiny_beir: Path,
+    tiny_ce_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+    import signal
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    monkeypatch.setattr(tune_runner, "run_training", terminated)
+    out = tmp_path / "out"
+    argv = ["tune", "--data", str(tiny_beir), "--base", str(tiny_ce_path), "--out", str(out)]
+    assert main([*argv, "--max-length", "300"]) == 2  # above the tiny model's 128 positions
+    assert "max_length=300 is above the base model's limit of 128" in capsys.readouterr().err
+    assert main([*argv, "--negatives", "bm25", "--max-length", "48", "--quiet"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beir"]  # no model, no temp dirs
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
