@@ -11,7 +11,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import bench, demo, evaluate, tune
+from . import bench, demo, evaluate, serve, tune
 from ._common import (
     USER_ERRORS,
     CLIError,
@@ -23,7 +23,7 @@ from ._common import (
 )
 
 #: The subcommand modules, in ``--help`` order; each has ``register(subparsers)``.
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, evaluate, bench, tune)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, evaluate, bench, tune, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="rerank-plugins",
-        description="Hybrid retrieval + cross-encoder reranking: demo, evaluation, benchmark, tuning.",
+        description="Hybrid retrieval + cross-encoder reranking: demo, evaluation, benchmark, "
+        "tuning, serving.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(

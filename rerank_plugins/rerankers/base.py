@@ -51,12 +51,14 @@ class BaseReranker:
         return await asyncio.to_thread(self._score_checked, queries, passages)
 
     # ------------------------------------------------------------------ checked scoring
-    def _scores(self, queries: list[str], passages: list[str], what: str) -> np.ndarray:
+    def _finite_scores(self, queries: list[str], passages: list[str], what: str) -> np.ndarray:
         """:meth:`_score_checked` with its output checked: one finite score per pair."""
         return check_finite_scores(self._score_checked(queries, passages), len(passages), what=what)
 
-    async def _ascores(self, queries: list[str], passages: list[str], what: str) -> np.ndarray:
-        """Async :meth:`_scores`."""
+    async def _afinite_scores(
+        self, queries: list[str], passages: list[str], what: str
+    ) -> np.ndarray:
+        """Async :meth:`_finite_scores`."""
         scores = await self._ascore_checked(queries, passages)
         return check_finite_scores(scores, len(passages), what=what)
 
@@ -64,11 +66,11 @@ class BaseReranker:
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Score each passage against ``query``; float32 array aligned with ``passages``."""
         queries, checked = _query_pairs(query, passages)
-        return self._scores(queries, checked, "passage")
+        return self._finite_scores(queries, checked, "passage")
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Score arbitrary (query, passage) pairs; float32 array aligned with ``pairs``."""
-        return self._scores(*_split_pairs(pairs), "pair")
+        return self._finite_scores(*_split_pairs(pairs), "pair")
 
     def rerank(
         self,
@@ -85,7 +87,9 @@ class BaseReranker:
         top_n = check_top_n(top_n)
         score_threshold = check_threshold(score_threshold)
         queries, checked = _query_pairs(query, passages)  # a generator is consumed once, here
-        return ranked(self._scores(queries, checked, "passage"), checked, top_n, score_threshold)
+        return ranked(
+            self._finite_scores(queries, checked, "passage"), checked, top_n, score_threshold
+        )
 
     def rerank_many(
         self,
@@ -99,18 +103,18 @@ class BaseReranker:
         score_threshold = check_threshold(score_threshold)
         flat_queries, flat_passages, lists = _flatten(queries, passage_lists)
         return _split_ranked(
-            self._scores(flat_queries, flat_passages, "pair"), lists, top_n, score_threshold
+            self._finite_scores(flat_queries, flat_passages, "pair"), lists, top_n, score_threshold
         )
 
     # ------------------------------------------------------------------ async
     async def ascore(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Async :meth:`score`."""
         queries, checked = _query_pairs(query, passages)
-        return await self._ascores(queries, checked, "passage")
+        return await self._afinite_scores(queries, checked, "passage")
 
     async def ascore_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Async :meth:`score_pairs`."""
-        return await self._ascores(*_split_pairs(pairs), "pair")
+        return await self._afinite_scores(*_split_pairs(pairs), "pair")
 
     async def arerank(
         self,
@@ -123,7 +127,7 @@ class BaseReranker:
         top_n = check_top_n(top_n)
         score_threshold = check_threshold(score_threshold)
         queries, checked = _query_pairs(query, passages)
-        scores = await self._ascores(queries, checked, "passage")
+        scores = await self._afinite_scores(queries, checked, "passage")
         return ranked(scores, checked, top_n, score_threshold)
 
     async def arerank_many(
@@ -137,7 +141,7 @@ class BaseReranker:
         top_n = check_top_n(top_n)
         score_threshold = check_threshold(score_threshold)
         flat_queries, flat_passages, lists = _flatten(queries, passage_lists)
-        scores = await self._ascores(flat_queries, flat_passages, "pair")
+        scores = await self._afinite_scores(flat_queries, flat_passages, "pair")
         return _split_ranked(scores, lists, top_n, score_threshold)
 
 
