@@ -202,21 +202,13 @@ def tiny_embedder_path(tiny_ce_path: Path, tmp_path_factory: pytest.TempPathFact
 def ray_local():
     """A small local Ray instance for one test module (2 CPUs, no dashboard), shut down after.
 
-    ``address="local"`` never joins a cluster someone else started on this machine.
+    It never joins a cluster someone else started on this machine (``address="local"``).
     """
     ray = pytest.importorskip(
         "ray", reason='Ray tests need the [ray] extra: pip install "rerank-plugins[ray]"'
     )
     pytest.importorskip("ray.data", reason="Ray tests need ray[data]")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=128 * 1024**2,
-        log_to_driver=False,
-    )
-    try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
+    from rerank_plugins.distributed.cluster import ray_instance
+
+    with ray_instance(num_cpus=2, object_store_memory=128 * 1024**2, quiet=True):
         yield ray
-    finally:
-        ray.shutdown()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
     CLIError,
@@ -21,14 +23,53 @@ from ._common import (
     log,
     positive_int,
     progress,
+    reranker_kwargs,
     warn_rerank_deeper_than_candidates,
     weights,
     write_json,
 )
+from ._ray import add_address_arg, nonnegative_float, positive_float, ray_session, require_ray
+
+
+def _check_engine(args: argparse.Namespace) -> str:
+    """The latency mode for ``--engine``; Ray's missing extra is reported before any work."""
+    if args.engine == "local":
+        return args.latency or "measured"
+    if not args.reranker:
+        raise CLIError("--engine ray runs the cross-encoder on Ray: give --reranker MODEL")
+    if args.latency not in (None, "batch"):
+        raise CLIError(
+            f"--engine ray scores every query's candidates in one Ray Data job, so rerank "
+            f"latency is --latency batch (the job's time per pair), not {args.latency!r}"
+        )
+    require_ray()
+    return "batch"
+
+
+def _ray_reranker(args: argparse.Namespace) -> Any:
+    """A RayDataReranker with the command's cross-encoder flags (one model per actor)."""
+    from ..distributed import RayDataReranker
+
+    kwargs = reranker_kwargs(args)
+    if kwargs.get("device") == "auto":  # let each actor's resources pick: cuda with GPUs
+        del kwargs["device"]
+    log(
+        f"cross-encoder {args.reranker} on Ray: {args.actors} actor(s), "
+        f"{args.num_gpus_per_actor:g} GPU / {args.num_cpus_per_actor:g} CPU each"
+    )
+    return RayDataReranker(
+        args.reranker,
+        concurrency=args.actors,
+        num_gpus=args.num_gpus_per_actor,
+        num_cpus=args.num_cpus_per_actor,
+        reranker_batch_size=kwargs.pop("batch_size", None),
+        **kwargs,
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     check_retriever_depth(args)
+    latency = _check_engine(args)
     from ..evaluation.runner import (
         COLUMNS,
         EvalResult,
@@ -53,7 +94,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_embedder(embedder)
     if args.reranker:
         warn_rerank_deeper_than_candidates(args.candidates, args.rerank_top)
-    reranker = load_reranker(args.reranker, args) if args.reranker else None
+    if not args.reranker:
+        reranker = None
+    elif args.engine == "ray":
+        reranker = _ray_reranker(args)
+    else:
+        reranker = load_reranker(args.reranker, args)
     log(f"indexing {len(dataset.corpus)} documents ({args.retriever}) ...")
     start = time.perf_counter()
     retriever = build_retriever(
@@ -67,24 +113,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     build_s = time.perf_counter() - start
     log(f"  index built in {build_s:.1f} s")
-    if reranker is not None:  # one warm-up call so the first query is not charged for it
+    if reranker is not None and args.engine == "local":  # the first query is not charged for it
         reranker.score("warm up", ["warm up passage"])
     retriever.search(next(iter(queries.values())), k=1)
     start = time.perf_counter()
-    rows = evaluate_settings(
-        dataset,
-        retriever,
-        reranker=reranker,
-        queries=queries,
-        candidates=args.candidates,
-        depths=args.rerank_top,
-        latency=args.latency,
-        retriever_name=args.retriever,
-        progress=None if args.quiet else progress("evaluating"),
-        blend_weights=args.blend,
-        retriever_depth=args.retriever_depth,
-    )
+    with ray_session(args) if args.engine == "ray" else contextlib.nullcontext():
+        rows = evaluate_settings(
+            dataset,
+            retriever,
+            reranker=reranker,
+            queries=queries,
+            candidates=args.candidates,
+            depths=args.rerank_top,
+            latency=latency,
+            retriever_name=args.retriever,
+            progress=None if args.quiet else progress("evaluating"),
+            blend_weights=args.blend,
+            retriever_depth=args.retriever_depth,
+        )
     eval_s = time.perf_counter() - start
+    timings = {"index_build_s": build_s, "evaluation_s": eval_s}
+    if args.engine == "ray" and reranker is not None:
+        job = reranker.last_job
+        timings["ray_job_s"] = job["seconds"]
+        log(
+            f"  Ray job: {job['pairs']} pairs in {job['seconds']:.1f} s "
+            f"({job['pairs'] / job['seconds']:.0f} pairs/s, actor start-up included)"
+        )
     result = EvalResult(
         settings={
             "data": str(Path(args.data).resolve()),
@@ -100,7 +155,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "queries": len(queries),
             "batch_size": getattr(reranker, "batch_size", None),
             "max_length": getattr(reranker, "max_length", None),
-            "latency": args.latency,
+            "latency": latency,
+            "engine": args.engine,
+            **(
+                {
+                    "ray": {
+                        "address": args.address,
+                        "actors": args.actors,
+                        "num_gpus_per_actor": args.num_gpus_per_actor,
+                        "num_cpus_per_actor": args.num_cpus_per_actor,
+                    }
+                }
+                if args.engine == "ray"
+                else {}
+            ),
         },
         dataset={
             "name": Path(args.data).name,
@@ -109,14 +177,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "judged_queries_in_split": len(dataset.qrels),
         },
         rows=rows,
-        timings={"index_build_s": build_s, "evaluation_s": eval_s},
+        timings=timings,
         machine=machine_info(reranker),
     )
     print()
     print(
         f"{Path(args.data).name} ({args.split}): {len(queries)} queries, "
         f"{len(dataset.corpus)} documents, {args.candidates} candidates; index built in "
-        f"{build_s:.1f} s; rerank latency {args.latency}"
+        f"{build_s:.1f} s; rerank latency {latency}"
     )
     from ..evaluation.runner import table_rows
 
@@ -163,10 +231,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--latency",
-        choices=("measured", "estimated"),
-        default="measured",
+        choices=("measured", "estimated", "batch"),
+        default=None,
         help="measured: time every depth's own cross-encoder call (default); "
-        "estimated: scale the deepest call's time by token share",
+        "estimated: scale the deepest call's time by token share; batch: score all queries' "
+        "candidates in one call and charge its time per pair (the only mode of --engine ray)",
     )
     ev.add_argument(
         "--blend",
@@ -180,4 +249,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", default=None, help="write results as JSON here")
     ev.add_argument("--plot", default=None, help="draw NDCG@10 vs latency to this PNG")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ray = ev.add_argument_group("Ray (--engine ray; needs the [ray] extra, see docs/scaling.md)")
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: the cross-encoder in this process (default); ray: score every query's "
+        "candidates in one Ray Data job over a pool of actors, one model each",
+    )
+    add_address_arg(ray)
+    ray.add_argument(
+        "--actors", type=positive_int, default=2, help="cross-encoder actors (default 2)"
+    )
+    ray.add_argument(
+        "--num-gpus-per-actor",
+        type=nonnegative_float,
+        default=0.0,
+        help="GPUs per actor (default 0: CPU actors; fractions share a GPU)",
+    )
+    ray.add_argument(
+        "--num-cpus-per-actor",
+        type=positive_float,
+        default=1.0,
+        help="CPUs per actor, also its torch threads on CPU (default 1)",
+    )
     ev.set_defaults(func=cmd_eval)

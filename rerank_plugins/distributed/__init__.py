@@ -23,6 +23,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         'pip install "rerank-plugins[ray]"'
     ) from error
 
+from .cluster import ray_instance
 from .dataset import DEFAULT_BATCH_SIZE, PairScorer, rerank_dataset
+from .reranker import RayDataReranker
 
-__all__ = ["DEFAULT_BATCH_SIZE", "PairScorer", "rerank_dataset"]
+__all__ = ["DEFAULT_BATCH_SIZE", "PairScorer", "RayDataReranker", "ray_instance", "rerank_dataset"]

@@ -94,6 +94,7 @@ def rerank_dataset(
     num_gpus: float = 0,
     num_cpus: float = 1,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    reranker_batch_size: int | None = None,
     map_batches_kwargs: Mapping[str, Any] | None = None,
     **reranker_kwargs: Any,
 ) -> Dataset:
@@ -118,8 +119,11 @@ def rerank_dataset(
             reranker's device defaults to ``"cuda"``, else to ``"cpu"``.
         num_cpus: CPUs reserved per actor; on CPU actors it is also the reranker's
             ``num_threads`` unless given.
-        batch_size: Rows per ``map_batches`` call; the actor cuts them into token-budget
-            forward passes (``batch_size`` / ``max_tokens_per_batch`` in ``reranker_kwargs``).
+        batch_size: Rows per ``map_batches`` call; the actor sorts them by length and cuts
+            them into forward passes of at most ``reranker_batch_size`` pairs and
+            ``max_tokens_per_batch`` padded tokens.
+        reranker_batch_size: The cross-encoder's own ``batch_size`` (pairs per forward pass;
+            default 64 on CPU, 128 on CUDA).
         map_batches_kwargs: Further ``Dataset.map_batches`` arguments (``memory``,
             ``accelerator_type``, ``resources``, ``runtime_env``, ...).
         **reranker_kwargs: Passed to :class:`~rerank_plugins.CrossEncoderReranker` in each
@@ -165,6 +169,8 @@ def rerank_dataset(
             raise ValueError(_existing_score_column(score_column))
 
     kwargs = dict(reranker_kwargs)
+    if reranker_batch_size is not None:
+        kwargs["batch_size"] = reranker_batch_size
     kwargs.setdefault("device", "cuda" if num_gpus > 0 else "cpu")
     if num_gpus == 0 and kwargs.get("backend", "torch") == "torch":
         kwargs.setdefault("num_threads", max(1, int(num_cpus)))

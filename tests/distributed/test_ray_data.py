@@ -1,10 +1,12 @@
-"""rerank_dataset on a local Ray instance: same scores as in-process, every row once, columns kept."""
+"""Ray Data offline scoring on a local Ray instance: rerank_dataset and ``eval --engine ray``."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import pytest
 pytest.importorskip("ray.data", reason='needs the [ray] extra: pip install "rerank-plugins[ray]"')
 pa = pytest.importorskip("pyarrow")
 
-from rerank_plugins import CrossEncoderReranker  # noqa: E402
+from rerank_plugins import CrossEncoderReranker, cli  # noqa: E402
 from rerank_plugins.distributed import PairScorer, rerank_dataset  # noqa: E402
 
 WORDS = ["vitamin", "d", "deficiency", "cancer", "risk", "cells", "protein", "gene", "immune"]
@@ -99,3 +101,77 @@ def test_import_without_ray_names_the_extra():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.fixture(scope="module")
+def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 documents, 4 judged queries: enough for rankings that reranking changes."""
+    rng = np.random.default_rng(3)  # a seed where reranking changes every depth's metrics
+    root = tmp_path_factory.mktemp("ray-beir")
+    (root / "qrels").mkdir()
+    docs = [
+        {
+            "_id": f"d{i}",
+            "title": "",
+            "text": " ".join(rng.choice(WORDS, size=int(rng.integers(2, 8)))),
+        }
+        for i in range(12)
+    ]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    queries = [
+        {"_id": f"q{q}", "text": " ".join(docs[q * 3]["text"].split()[:2])} for q in range(4)
+    ]
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    qrels = "".join(f"q{q}\td{q * 3 + 1}\t1\n" for q in range(4))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return root
+
+
+def _eval(capsys, beir_dir: Path, model: Path, out: Path, *extra: str) -> dict:
+    argv = ["eval", "--data", str(beir_dir), "--retriever", "bm25", "--reranker", str(model)]
+    argv += ["--candidates", "8", "--rerank-top", "4,8", "--blend", "0.5", "--quiet"]
+    code = cli.main([*argv, "--out", str(out), *extra])
+    assert code == 0, capsys.readouterr().err
+    return json.loads(out.read_text())
+
+
+@pytest.mark.ray
+def test_eval_engine_ray_gives_the_in_process_metrics(
+    ray_local, beir_dir, tiny_wide_ce_path, tmp_path, capsys
+):
+    pytest.importorskip("bm25s")
+    local = _eval(
+        capsys, beir_dir, tiny_wide_ce_path, tmp_path / "local.json", "--latency", "batch"
+    )
+    on_ray = _eval(
+        capsys,
+        beir_dir,
+        tiny_wide_ce_path,
+        tmp_path / "ray.json",
+        "--engine",
+        "ray",
+        "--actors",
+        "1",
+    )
+    assert [r["setting"] for r in on_ray["results"]] == [r["setting"] for r in local["results"]]
+    for mine, theirs in zip(on_ray["results"], local["results"], strict=True):
+        assert mine["metrics"] == pytest.approx(theirs["metrics"], abs=1e-9)
+    first_stage = local["results"][0]["metrics"]
+    assert all(r["metrics"] != first_stage for r in local["results"][1:])  # reranking matters
+    assert on_ray["settings"]["engine"] == "ray" and on_ray["settings"]["latency"] == "batch"
+    assert on_ray["timings"]["ray_job_s"] > 0
+    assert ray_local.is_initialized()  # a Ray session the command joined stays up
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--latency", "measured"), "--latency batch"),
+        (("--reranker", ""), "give --reranker MODEL"),
+    ],
+)
+def test_eval_engine_ray_refuses_settings_it_cannot_honour(beir_dir, capsys, extra, message):
+    argv = ["eval", "--data", str(beir_dir), "--retriever", "bm25", "--engine", "ray"]
+    code = cli.main([*argv, "--reranker", "some-model", *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
