@@ -18,6 +18,7 @@ from .types import Hit, Reranker, RerankResult
 if TYPE_CHECKING:
     from .hybrid import HybridRetriever
     from .pipeline import PipelineResult, RerankPipeline
+    from .rerankers.remote import RemoteReranker, RemoteRerankError
 
 try:  # the version lives in pyproject.toml only
     __version__ = _metadata.version("rerank-plugins")
@@ -28,6 +29,8 @@ _LAZY = {
     "HybridRetriever": ("rerank_plugins.hybrid", "HybridRetriever"),
     "RerankPipeline": ("rerank_plugins.pipeline", "RerankPipeline"),
     "PipelineResult": ("rerank_plugins.pipeline", "PipelineResult"),
+    "RemoteReranker": ("rerank_plugins.rerankers.remote", "RemoteReranker"),
+    "RemoteRerankError": ("rerank_plugins.rerankers.remote", "RemoteRerankError"),
 }
 
 
@@ -47,6 +50,8 @@ __all__ = [
     "HybridRetriever",
     "ModelNotFoundError",
     "PipelineResult",
+    "RemoteRerankError",
+    "RemoteReranker",
     "RerankPipeline",
     "RerankResult",
     "Reranker",

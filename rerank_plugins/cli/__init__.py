@@ -11,7 +11,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import bench, demo, evaluate
+from . import bench, demo, evaluate, serve
 from ._common import (
     USER_ERRORS,
     CLIError,
@@ -23,7 +23,7 @@ from ._common import (
 )
 
 #: The subcommand modules, in ``--help`` order; each has ``register(subparsers)``.
-SUBCOMMANDS: tuple[ModuleType, ...] = (demo, evaluate, bench)
+SUBCOMMANDS: tuple[ModuleType, ...] = (demo, evaluate, bench, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="rerank-plugins",
-        description="Hybrid retrieval + cross-encoder reranking: demo, evaluation, benchmark.",
+        description="Hybrid retrieval + cross-encoder reranking: demo, evaluation, benchmark, "
+        "serving.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(

