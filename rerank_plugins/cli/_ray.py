@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from ._common import CLIError
 
 RAY_EXTRA = 'pip install "rerank-plugins[ray]"'
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def add_address_arg(p: argparse.ArgumentParser | Any) -> None:
@@ -47,8 +31,18 @@ def require_ray() -> None:
         raise CLIError(f"--engine ray needs Ray ({error}); install it with: {RAY_EXTRA}") from None
 
 
-def ray_session(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
-    """``ray_instance`` for ``--address`` (join) or a local instance (start, then stop)."""
+@contextlib.contextmanager
+def ray_session(args: argparse.Namespace) -> Iterator[bool]:
+    """``ray_instance`` for ``--address`` (join) or a local instance (start, then stop);
+    yields whether this command started Ray. A cluster that cannot be reached is a CLIError."""
     from ..distributed.cluster import ray_instance
 
-    return ray_instance(getattr(args, "address", None), quiet=getattr(args, "quiet", False))
+    address = getattr(args, "address", None)
+    with contextlib.ExitStack() as stack:
+        try:
+            started = stack.enter_context(
+                ray_instance(address, quiet=getattr(args, "quiet", False))
+            )
+        except ConnectionError as error:
+            raise CLIError(f"--address {address}: cannot join the Ray cluster ({error})") from None
+        yield started

@@ -21,6 +21,8 @@ from ._common import (
     load_dataset,
     load_reranker,
     log,
+    non_negative_float,
+    positive_float,
     positive_int,
     progress,
     reranker_kwargs,
@@ -28,7 +30,7 @@ from ._common import (
     weights,
     write_json,
 )
-from ._ray import add_address_arg, nonnegative_float, positive_float, ray_session, require_ray
+from ._ray import add_address_arg, ray_session, require_ray
 
 
 def _check_engine(args: argparse.Namespace) -> str:
@@ -263,7 +265,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ray.add_argument(
         "--num-gpus-per-actor",
-        type=nonnegative_float,
+        type=non_negative_float,
         default=0.0,
         help="GPUs per actor (default 0: CPU actors; fractions share a GPU)",
     )

@@ -1,4 +1,7 @@
-"""Join a Ray cluster or start a local instance, and undo exactly what was done on exit.
+"""What the Ray pieces share: joining or starting Ray, and a reranker's settings per actor.
+
+:func:`ray_instance` joins a cluster or starts a local instance, and undoes exactly what was
+done on exit.
 
 The CLI commands (``eval --engine ray``, ``serve --engine ray``) and the benchmark share this
 rule: with an ``address`` the command *joins* that cluster and only disconnects from it at
@@ -9,8 +12,23 @@ someone else started on this machine) and shuts it down at the end, on errors to
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+
+def actor_reranker_kwargs(
+    reranker_kwargs: Mapping[str, Any], *, num_gpus: float, num_cpus: float
+) -> dict[str, Any]:
+    """CrossEncoderReranker settings for an actor with these resources (a Ray Data actor or
+    a Serve replica): device ``"cuda"`` with GPUs, else ``"cpu"`` with one torch thread per
+    reserved CPU, unless the caller chose. Explicit, because a CPU actor on a GPU node must
+    not pick up a GPU it did not reserve, and torch would otherwise use every core of the
+    node in every actor."""
+    kwargs = dict(reranker_kwargs)
+    kwargs.setdefault("device", "cuda" if num_gpus > 0 else "cpu")
+    if num_gpus == 0 and kwargs.get("backend", "torch") == "torch":
+        kwargs.setdefault("num_threads", max(1, int(num_cpus)))
+    return kwargs
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validation import check_query
+from .cluster import actor_reranker_kwargs
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -168,12 +169,9 @@ def rerank_dataset(
         if score_column in columns:
             raise ValueError(_existing_score_column(score_column))
 
-    kwargs = dict(reranker_kwargs)
+    kwargs = actor_reranker_kwargs(reranker_kwargs, num_gpus=num_gpus, num_cpus=num_cpus)
     if reranker_batch_size is not None:
         kwargs["batch_size"] = reranker_batch_size
-    kwargs.setdefault("device", "cuda" if num_gpus > 0 else "cpu")
-    if num_gpus == 0 and kwargs.get("backend", "torch") == "torch":
-        kwargs.setdefault("num_threads", max(1, int(num_cpus)))
     return ds.map_batches(
         PairScorer,
         batch_size=batch_size,
