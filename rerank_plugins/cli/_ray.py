@@ -7,12 +7,42 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ._common import CLIError
+from ._common import CLIError, non_negative_float, positive_float
 
 RAY_EXTRA = 'pip install "rerank-plugins[ray]"'
 
 
-def add_address_arg(p: argparse.ArgumentParser | Any) -> None:
+def add_engine_args(
+    p: argparse.ArgumentParser, *, title: str, local_help: str, ray_help: str, unit: str
+) -> Any:
+    """``--engine``, ``--address`` and ``--num-gpus-per-UNIT`` / ``--num-cpus-per-UNIT`` in
+    their own help group; returns the group for the command's other Ray flags."""
+    group = p.add_argument_group(
+        f"{title} (--engine ray; needs the [ray] extra, see docs/scaling.md)"
+    )
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help=f"local: {local_help} (default); ray: {ray_help}",
+    )
+    _add_address_arg(group)
+    group.add_argument(
+        f"--num-gpus-per-{unit}",
+        type=non_negative_float,
+        default=0.0,
+        help=f"GPUs per {unit} (default 0: CPU only; fractions share a GPU)",
+    )
+    group.add_argument(
+        f"--num-cpus-per-{unit}",
+        type=positive_float,
+        default=1.0,
+        help=f"CPUs per {unit}, also its torch threads on CPU (default 1)",
+    )
+    return group
+
+
+def _add_address_arg(p: Any) -> None:
     p.add_argument(
         "--address",
         default=None,

@@ -21,8 +21,6 @@ from ._common import (
     load_dataset,
     load_reranker,
     log,
-    non_negative_float,
-    positive_float,
     positive_int,
     progress,
     reranker_kwargs,
@@ -30,7 +28,7 @@ from ._common import (
     weights,
     write_json,
 )
-from ._ray import add_address_arg, ray_session, require_ray
+from ._ray import add_engine_args, ray_session, require_ray
 
 
 def _check_engine(args: argparse.Namespace) -> str:
@@ -251,28 +249,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", default=None, help="write results as JSON here")
     ev.add_argument("--plot", default=None, help="draw NDCG@10 vs latency to this PNG")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
-    ray = ev.add_argument_group("Ray (--engine ray; needs the [ray] extra, see docs/scaling.md)")
-    ray.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local: the cross-encoder in this process (default); ray: score every query's "
-        "candidates in one Ray Data job over a pool of actors, one model each",
+    ray = add_engine_args(
+        ev,
+        title="Ray",
+        local_help="the cross-encoder in this process",
+        ray_help="score every query's candidates in one Ray Data job over a pool of actors, "
+        "one model each",
+        unit="actor",
     )
-    add_address_arg(ray)
     ray.add_argument(
         "--actors", type=positive_int, default=2, help="cross-encoder actors (default 2)"
-    )
-    ray.add_argument(
-        "--num-gpus-per-actor",
-        type=non_negative_float,
-        default=0.0,
-        help="GPUs per actor (default 0: CPU actors; fractions share a GPU)",
-    )
-    ray.add_argument(
-        "--num-cpus-per-actor",
-        type=positive_float,
-        default=1.0,
-        help="CPUs per actor, also its torch threads on CPU (default 1)",
     )
     ev.set_defaults(func=cmd_eval)

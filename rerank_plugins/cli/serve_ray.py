@@ -15,8 +15,8 @@ import time
 from types import FrameType
 from typing import Any
 
-from ._common import log, non_negative_float, positive_float, positive_int, reranker_kwargs
-from ._ray import add_address_arg, ray_session, require_ray
+from ._common import log, positive_float, positive_int, reranker_kwargs
+from ._ray import add_engine_args, ray_session, require_ray
 
 #: Serve application name (``serve status`` / the dashboard show it).
 APP_NAME = "rerank-plugins"
@@ -24,17 +24,13 @@ APP_NAME = "rerank-plugins"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``--engine ray`` flags of ``serve`` (Ray is not imported here)."""
-    group = p.add_argument_group(
-        "Ray Serve (--engine ray; needs the [ray] extra, see docs/scaling.md)"
+    group = add_engine_args(
+        p,
+        title="Ray Serve",
+        local_help="one server process",
+        ray_help="Ray Serve replicas of the same app behind Serve's HTTP proxy on --host/--port",
+        unit="replica",
     )
-    group.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local: one server process (default); ray: Ray Serve replicas of the same app "
-        "behind Serve's HTTP proxy on --host/--port",
-    )
-    add_address_arg(group)
     group.add_argument(
         "--replicas", type=positive_int, default=1, help="replicas of a fixed-size deployment"
     )
@@ -52,18 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=None,
         help="autoscaling: requests per replica Serve aims for (Serve's default: 2)",
-    )
-    group.add_argument(
-        "--num-gpus-per-replica",
-        type=non_negative_float,
-        default=0.0,
-        help="GPUs per replica (default 0; fractions share a GPU)",
-    )
-    group.add_argument(
-        "--num-cpus-per-replica",
-        type=positive_float,
-        default=1.0,
-        help="CPUs per replica, also its torch threads on CPU (default 1)",
     )
     group.add_argument(
         "--max-ongoing-requests",

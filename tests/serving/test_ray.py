@@ -17,8 +17,6 @@ httpx = pytest.importorskip("httpx")
 
 from server_support import ROOT, free_port  # noqa: E402
 
-pytestmark = pytest.mark.ray
-
 WORDS = ["vitamin", "d", "deficiency", "cancer", "risk", "cells", "protein", "gene", "immune"]
 #: Seconds for a deployment to come up or recover (model load in a fresh process, on a
 #: shared 2-core machine where a cold torch import alone can take 20 s).
@@ -67,6 +65,40 @@ def serve_url(ray_local, spread_ce_path):
         serve.shutdown()
 
 
+def test_deployment_options_fixed_or_autoscaling_and_checked(spread_ce_path):
+    from rerank_plugins.serving.ray import _deployment_options, build_app
+
+    base = {"num_gpus": 0.5, "num_cpus": 2, "max_ongoing_requests": 4}
+    fixed = _deployment_options(
+        num_replicas=3, min_replicas=None, max_replicas=None, target_ongoing_requests=None, **base
+    )
+    assert fixed == {
+        "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5},
+        "max_ongoing_requests": 4,
+        "num_replicas": 3,
+    }
+    scaled = _deployment_options(
+        num_replicas=1, min_replicas=None, max_replicas=6, target_ongoing_requests=3, **base
+    )
+    assert "num_replicas" not in scaled
+    assert scaled["autoscaling_config"] == {
+        "min_replicas": 1,
+        "max_replicas": 6,
+        "target_ongoing_requests": 3,
+    }
+    for kwargs, message in (
+        ({"min_replicas": 4, "max_replicas": 2}, "min_replicas=4 is above max_replicas=2"),
+        ({"min_replicas": 2}, "needs max_replicas"),
+        ({"target_ongoing_requests": 2}, "needs autoscaling"),
+        ({"max_replicas": 2, "target_ongoing_requests": 9}, "target_ongoing_requests"),
+        ({"num_replicas": 0}, "num_replicas must be a positive int"),
+        ({"num_gpus_per_replica": -1}, "num_gpus_per_replica"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            build_app(spread_ce_path, **kwargs)
+
+
+@pytest.mark.ray
 def test_two_replicas_answer_the_in_process_scores(serve_url, local_reranker):
     assert _running_replicas() == 2
     rng = np.random.default_rng(0)
@@ -107,6 +139,7 @@ async def _load(url: str, bodies: list[dict], kill_after: int, victim: int) -> t
     return results, pending_at_kill
 
 
+@pytest.mark.ray
 def test_a_killed_replica_fails_few_requests_explicitly_and_is_replaced(serve_url, local_reranker):
     before = _replica_pids()
     assert len(before) == 2, before
@@ -143,6 +176,7 @@ def test_a_killed_replica_fails_few_requests_explicitly_and_is_replaced(serve_ur
     )
 
 
+@pytest.mark.ray
 def test_cli_sigterm_stops_serve_and_the_ray_it_started(spread_ce_path, tmp_path):
     port = free_port()
     log_path = tmp_path / "serve-ray.log"
