@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from ..cross_encoder import DEFAULT_MODEL, CrossEncoderReranker
-from ..types import Hit
+from ..types import Hit, Reranker
 from . import hit_metadata, run_search
 
 __all__ = ["CrossEncoderCompressor", "HybridRetriever", "RerankPluginsCrossEncoder"]
@@ -60,8 +60,9 @@ class CrossEncoderCompressor(BaseDocumentCompressor):
 
     model: str | Path = DEFAULT_MODEL
     """Hub id or local directory of the cross-encoder (ignored when ``reranker`` is set)."""
-    reranker: CrossEncoderReranker | None = None
-    """A ready :class:`rerank_plugins.CrossEncoderReranker` to share; overrides ``model``,
+    reranker: Reranker | None = None
+    """A ready reranker to share (a :class:`rerank_plugins.CrossEncoderReranker`, a
+    ``RemoteReranker``, any :class:`rerank_plugins.Reranker`); overrides ``model``,
     ``batch_size``, ``device``, ``max_length`` and ``activation``."""
     top_n: int | None = Field(default=3, ge=0)
     """How many documents to return; ``None`` returns all of them (reordered)."""

@@ -12,6 +12,17 @@ from pathlib import Path
 
 import httpx
 
+#: A query and documents the tiny model's vocabulary covers (shared by the server tests).
+QUERY = "vitamin d deficiency increased risk"
+DOCUMENTS = [
+    "vitamin d deficiency was associated with increased fracture risk",
+    "the heart pathway in mice",
+    "blood levels of vitamin d were lower in patients",
+    "tumor growth and cell death",
+    "a clinical trial of vitamin d therapy reduced risk",
+    "rna expression in stem cells",
+]
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Seconds to wait for a server to load the model and answer /health (the test machine's
 #: cores are shared; a cold torch import alone can take 20 s there).

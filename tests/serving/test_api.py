@@ -8,18 +8,9 @@ import math
 import httpx
 import numpy as np
 import pytest
+from server_support import DOCUMENTS, QUERY
 
 pytestmark = pytest.mark.server
-
-QUERY = "vitamin d deficiency increased risk"
-DOCUMENTS = [
-    "vitamin d deficiency was associated with increased fracture risk",
-    "the heart pathway in mice",
-    "blood levels of vitamin d were lower in patients",
-    "tumor growth and cell death",
-    "a clinical trial of vitamin d therapy reduced risk",
-    "rna expression in stem cells",
-]
 
 
 def post(url: str, path: str, body: object) -> httpx.Response:

@@ -9,20 +9,11 @@ import json
 import httpx
 import numpy as np
 import pytest
+from server_support import DOCUMENTS, QUERY
 
 from rerank_plugins import RemoteReranker
 
 pytestmark = pytest.mark.server
-
-QUERY = "vitamin d deficiency increased risk"
-DOCUMENTS = [
-    "vitamin d deficiency was associated with increased fracture risk",
-    "the heart pathway in mice",
-    "blood levels of vitamin d were lower in patients",
-    "tumor growth and cell death",
-    "a clinical trial of vitamin d therapy reduced risk",
-    "rna expression in stem cells",
-]
 
 
 def test_cohere_sdk_client_v2(server, local_reranker, loopback_only):
@@ -104,6 +95,27 @@ def test_pipeline_with_remote_reranker(server, local_reranker):
     assert [h.id for h in result.hits] == [
         f"d{r.index}" for r in local_reranker.rerank(QUERY, DOCUMENTS)
     ]
+
+
+def test_adapters_take_a_remote_reranker(server, local_reranker):
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from rerank_plugins.integrations.langchain import CrossEncoderCompressor
+    from rerank_plugins.integrations.llama_index import CrossEncoderRerank
+
+    remote = RemoteReranker(server, timeout=60)
+    want = [r.index for r in local_reranker.rerank(QUERY, DOCUMENTS, top_n=3)]
+    compressor = CrossEncoderCompressor(reranker=remote, top_n=3)
+    documents = [Document(page_content=t, metadata={"n": i}) for i, t in enumerate(DOCUMENTS)]
+    assert [d.metadata["n"] for d in compressor.compress_documents(documents, QUERY)] == want
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=str(i))) for i, t in enumerate(DOCUMENTS)]
+    reranked = CrossEncoderRerank(reranker=remote, top_n=3).postprocess_nodes(
+        nodes, query_bundle=QueryBundle(QUERY)
+    )
+    assert [int(n.node.node_id) for n in reranked] == want
 
 
 def _metric(url: str, name: str) -> float:
