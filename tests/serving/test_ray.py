@@ -210,3 +210,37 @@ def test_cli_sigterm_stops_serve_and_the_ray_it_started(spread_ce_path, tmp_path
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+
+
+def test_serve_engine_ray_flags_reach_build_app(spread_ce_path, monkeypatch):
+    """Every --engine ray flag lands in build_app (recorded; nothing starts)."""
+    import rerank_plugins.serving.ray as serving_ray
+    from rerank_plugins import cli
+
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def recorder(model, **kwargs):
+        seen.update(kwargs, model=model)
+        raise Stop
+
+    monkeypatch.setattr(serving_ray, "build_app", recorder)
+    argv = ["serve", str(spread_ce_path), "--engine", "ray", "--min-replicas", "2"]
+    argv += ["--max-replicas", "5", "--target-ongoing-requests", "1.5"]
+    argv += ["--num-gpus-per-replica", "0.5", "--num-cpus-per-replica", "3"]
+    argv += ["--max-ongoing-requests", "4", "--max-documents", "50", "--drain-timeout", "7"]
+    with pytest.raises(Stop):
+        cli.main(argv)
+    assert seen["model"] == str(spread_ce_path)
+    assert (seen["min_replicas"], seen["max_replicas"], seen["target_ongoing_requests"]) == (
+        2,
+        5,
+        1.5,
+    )
+    assert (seen["num_gpus_per_replica"], seen["num_cpus_per_replica"]) == (0.5, 3.0)
+    assert seen["max_ongoing_requests"] == 4
+    assert seen["app_kwargs"]["max_documents"] == 50
+    assert seen["deployment_options"]["graceful_shutdown_timeout_s"] == 7
+    assert "device" not in seen  # "auto": each replica's resources decide
