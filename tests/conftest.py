@@ -102,8 +102,14 @@ WORDS = [
 ]
 
 
-def build_tiny_cross_encoder(directory: Path, *, seed: int = 0, num_labels: int = 1) -> Path:
-    """Write a 2-layer random BERT cross-encoder with a small WordPiece vocab to ``directory``."""
+def build_tiny_cross_encoder(
+    directory: Path, *, seed: int = 0, num_labels: int = 1, initializer_range: float = 0.02
+) -> Path:
+    """Write a 2-layer random BERT cross-encoder with a small WordPiece vocab to ``directory``.
+
+    The default init gives nearly constant scores (spread ~1e-5); ``initializer_range=0.5``
+    spreads them over a few logits, for checks that would otherwise be vacuous.
+    """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -126,6 +132,7 @@ def build_tiny_cross_encoder(directory: Path, *, seed: int = 0, num_labels: int 
         intermediate_size=64,
         max_position_embeddings=128,
         num_labels=num_labels,
+        initializer_range=initializer_range,
     )
     model = BertForSequenceClassification(config)
     model.eval()
@@ -136,6 +143,12 @@ def build_tiny_cross_encoder(directory: Path, *, seed: int = 0, num_labels: int 
 @pytest.fixture(scope="session")
 def tiny_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
+
+
+@pytest.fixture(scope="session")
+def tiny_wide_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny cross-encoder with large random weights: scores spread over a few logits."""
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce-wide"), initializer_range=0.5)
 
 
 @pytest.fixture(scope="session")
@@ -188,3 +201,19 @@ def fake_embedder() -> HashEmbedder:
 def tiny_embedder_path(tiny_ce_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random sentence-transformers embedder sharing the tiny cross-encoder's vocab."""
     return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-embedder"), tiny_ce_path)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A small local Ray instance for one test module (2 CPUs, no dashboard), shut down after.
+
+    It never joins a cluster someone else started on this machine (``address="local"``).
+    """
+    ray = pytest.importorskip(
+        "ray", reason='Ray tests need the [ray] extra: pip install "rerank-plugins[ray]"'
+    )
+    pytest.importorskip("ray.data", reason="Ray tests need ray[data]")
+    from rerank_plugins.distributed.cluster import ray_instance
+
+    with ray_instance(num_cpus=2, object_store_memory=128 * 1024**2, quiet=True):
+        yield ray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,48 @@ from ._common import (
     log,
     positive_int,
     progress,
+    reranker_kwargs,
     warn_rerank_deeper_than_candidates,
     weights,
     write_json,
 )
+from ._ray import add_engine_args, ray_session, require_ray
+
+
+def _check_engine(args: argparse.Namespace) -> str:
+    """The latency mode for ``--engine``; Ray's missing extra is reported before any work."""
+    if args.engine == "local":
+        return args.latency or "measured"
+    if not args.reranker:
+        raise CLIError("--engine ray runs the cross-encoder on Ray: give --reranker MODEL")
+    if args.latency not in (None, "batch"):
+        raise CLIError(
+            f"--engine ray scores every query's candidates in one Ray Data job, so rerank "
+            f"latency is --latency batch (the job's time per pair), not {args.latency!r}"
+        )
+    require_ray()
+    return "batch"
+
+
+def _ray_reranker(args: argparse.Namespace) -> Any:
+    """A RayDataReranker with the command's cross-encoder flags (one model per actor)."""
+    from ..distributed import RayDataReranker
+
+    kwargs = reranker_kwargs(args)
+    if kwargs.get("device") == "auto":  # let each actor's resources pick: cuda with GPUs
+        del kwargs["device"]
+    log(
+        f"cross-encoder {args.reranker} on Ray: {args.actors} actor(s), "
+        f"{args.num_gpus_per_actor:g} GPU / {args.num_cpus_per_actor:g} CPU each"
+    )
+    return RayDataReranker(
+        args.reranker,
+        concurrency=args.actors,
+        num_gpus=args.num_gpus_per_actor,
+        num_cpus=args.num_cpus_per_actor,
+        reranker_batch_size=kwargs.pop("batch_size", None),
+        **kwargs,
+    )
 
 
 def _fusion_label(retriever: Any) -> str:
@@ -43,6 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     fusion = fusion_kwargs(args, hybrid=args.retriever == "hybrid")
     if args.tune_fusion and args.retriever != "hybrid":
         raise CLIError("--tune-fusion needs --retriever hybrid: nothing is fused otherwise")
+    latency = _check_engine(args)
     from ..evaluation.runner import (
         COLUMNS,
         EvalResult,
@@ -74,7 +114,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_embedder(embedder)
     if args.reranker:
         warn_rerank_deeper_than_candidates(args.candidates, args.rerank_top)
-    reranker = load_reranker(args.reranker, args) if args.reranker else None
+    if not args.reranker:
+        reranker = None
+    elif args.engine == "ray":
+        reranker = _ray_reranker(args)
+    else:
+        reranker = load_reranker(args.reranker, args)
     log(f"indexing {len(dataset.corpus)} documents ({args.retriever}) ...")
     start = time.perf_counter()
     retriever = build_retriever(
@@ -93,26 +138,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     default_rows: list[dict[str, Any]] = []
     if args.tune_fusion:
         tuning, default_rows = _tune(args, dataset, retriever, tune_queries, queries)
-    if reranker is not None:  # one warm-up call so the first query is not charged for it
+    if reranker is not None and args.engine == "local":  # the first query is not charged for it
         reranker.score("warm up", ["warm up passage"])
     retriever.search(next(iter(queries.values())), k=1)
     start = time.perf_counter()
-    rows = evaluate_settings(
-        dataset,
-        retriever,
-        reranker=reranker,
-        queries=queries,
-        candidates=args.candidates,
-        depths=args.rerank_top,
-        latency=args.latency,
-        retriever_name=args.retriever
-        + (f" (tuned: {_fusion_label(retriever)})" if tuning is not None else ""),
-        progress=None if args.quiet else progress("evaluating"),
-        blend_weights=args.blend,
-        retriever_depth=args.retriever_depth,
-    )
+    with ray_session(args) if args.engine == "ray" else contextlib.nullcontext():
+        rows = evaluate_settings(
+            dataset,
+            retriever,
+            reranker=reranker,
+            queries=queries,
+            candidates=args.candidates,
+            depths=args.rerank_top,
+            latency=latency,
+            retriever_name=args.retriever
+            + (f" (tuned: {_fusion_label(retriever)})" if tuning is not None else ""),
+            progress=None if args.quiet else progress("evaluating"),
+            blend_weights=args.blend,
+            retriever_depth=args.retriever_depth,
+        )
     eval_s = time.perf_counter() - start
     rows = default_rows + rows
+    timings = {"index_build_s": build_s, "evaluation_s": eval_s}
+    if args.engine == "ray" and reranker is not None:
+        job = reranker.last_job
+        timings["ray_job_s"] = job["seconds"]
+        log(
+            f"  Ray job: {job['pairs']} pairs in {job['seconds']:.1f} s "
+            f"({job['pairs'] / job['seconds']:.0f} pairs/s, actor start-up included)"
+        )
     result = EvalResult(
         settings={
             "data": str(Path(args.data).resolve()),
@@ -128,7 +182,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "queries": len(queries),
             "batch_size": getattr(reranker, "batch_size", None),
             "max_length": getattr(reranker, "max_length", None),
-            "latency": args.latency,
+            "latency": latency,
             "fusion": None
             if args.retriever != "hybrid"
             else {
@@ -137,6 +191,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "rrf_k": retriever.rrf_k,
             },
             "fusion_tuning": tuning,
+            "engine": args.engine,
+            **(
+                {
+                    "ray": {
+                        "address": args.address,
+                        "actors": args.actors,
+                        "num_gpus_per_actor": args.num_gpus_per_actor,
+                        "num_cpus_per_actor": args.num_cpus_per_actor,
+                    }
+                }
+                if args.engine == "ray"
+                else {}
+            ),
         },
         dataset={
             "name": Path(args.data).name,
@@ -145,14 +212,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "judged_queries_in_split": len(dataset.qrels),
         },
         rows=rows,
-        timings={"index_build_s": build_s, "evaluation_s": eval_s},
+        timings=timings,
         machine=machine_info(reranker),
     )
     print()
     print(
         f"{Path(args.data).name} ({args.split}): {len(queries)} queries, "
         f"{len(dataset.corpus)} documents, {args.candidates} candidates; index built in "
-        f"{build_s:.1f} s; rerank latency {args.latency}"
+        f"{build_s:.1f} s; rerank latency {latency}"
     )
     from ..evaluation.runner import table_rows
 
@@ -259,10 +326,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument(
         "--latency",
-        choices=("measured", "estimated"),
-        default="measured",
+        choices=("measured", "estimated", "batch"),
+        default=None,
         help="measured: time every depth's own cross-encoder call (default); "
-        "estimated: scale the deepest call's time by token share",
+        "estimated: scale the deepest call's time by token share; batch: score all queries' "
+        "candidates in one call and charge its time per pair (the only mode of --engine ray)",
     )
     ev.add_argument(
         "--blend",
@@ -276,4 +344,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", default=None, help="write results as JSON here")
     ev.add_argument("--plot", default=None, help="draw NDCG@10 vs latency to this PNG")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ray = add_engine_args(
+        ev,
+        title="Ray",
+        local_help="the cross-encoder in this process",
+        ray_help="score every query's candidates in one Ray Data job over a pool of actors, "
+        "one model each",
+        unit="actor",
+    )
+    ray.add_argument(
+        "--actors", type=positive_int, default=2, help="cross-encoder actors (default 2)"
+    )
     ev.set_defaults(func=cmd_eval)

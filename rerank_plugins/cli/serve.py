@@ -12,19 +12,17 @@ import importlib
 import os
 from pathlib import Path
 
-from ._common import CLIError, add_cross_encoder_args, load_reranker, log, positive_int
+from . import serve_ray
+from ._common import (
+    CLIError,
+    add_cross_encoder_args,
+    load_reranker,
+    log,
+    non_negative_float,
+    positive_int,
+)
 
 DEFAULT_PORT = 8080
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -61,20 +59,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     uvicorn = importlib.import_module("uvicorn")
 
-    reranker = load_reranker(args.model, args, long_passages=args.long_passages, activation="none")
     model_name = args.served_model_name or (
         Path(args.model).name if Path(args.model).is_dir() else args.model
     )
-    app = create_app(
-        reranker,
-        model_name=model_name,
-        api_key=api_key,
-        max_documents=args.max_documents,
-        max_request_bytes=args.max_request_bytes,
-        max_queue_pairs=args.max_queue_pairs,
-        max_batch_pairs=args.max_batch_pairs,
-        max_wait_ms=args.max_wait_ms,
-    )
+    app_kwargs = {
+        "model_name": model_name,
+        "api_key": api_key,
+        "max_documents": args.max_documents,
+        "max_request_bytes": args.max_request_bytes,
+        "max_queue_pairs": args.max_queue_pairs,
+        "max_batch_pairs": args.max_batch_pairs,
+        "max_wait_ms": args.max_wait_ms,
+    }
+    if args.engine == "ray":  # replicas on Ray Serve instead of this process
+        return serve_ray.run(args, app_kwargs)
+    reranker = load_reranker(args.model, args, long_passages=args.long_passages, activation="none")
+    app = create_app(reranker, **app_kwargs)
     log(
         f"serving {model_name} on http://{args.host}:{args.port} "
         f"(POST /v1/rerank /v2/rerank /rerank; GET /health /metrics /v1/models"
@@ -154,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--max-wait-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=DEFAULT_MAX_WAIT_MS,
         help="how long a step waits for other requests to join once its first pair is "
         f"queued (default {DEFAULT_MAX_WAIT_MS:g}; pairs that arrive while the model is busy "
@@ -167,7 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--drain-timeout",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=None,
         metavar="SECONDS",
         help="on SIGTERM, wait at most this long for requests in flight (default: until done)",
@@ -178,4 +178,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="info",
         help="uvicorn log level (debug also logs every request)",
     )
+    serve_ray.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)

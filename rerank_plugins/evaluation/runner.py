@@ -6,11 +6,14 @@ pair's score does not depend on how many other pairs are scored, so shallower de
 those scores for their rankings. Latency per depth is either *measured* (default: the top-d
 pairs of each shallower depth are scored again, with the score cache off, and that call is
 timed) or *estimated* (the deepest call's time scaled by the share of tokens the top-d pairs
-hold; cheaper, but it ignores per-call overhead and batch-shape effects).
+hold; cheaper, but it ignores per-call overhead and batch-shape effects) or *batch* (every
+query's candidates scored in one ``score_pairs`` call after retrieval, the way an offline job
+or ``eval --engine ray`` runs; each query is charged that call's time per pair).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -28,7 +31,7 @@ from .beir import BeirDataset
 from .metrics import evaluate
 
 RETRIEVERS = {"bm25": ("bm25",), "dense": ("dense",), "hybrid": ("bm25", "dense")}
-LATENCY_MODES = ("measured", "estimated")
+LATENCY_MODES = ("measured", "estimated", "batch")
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
@@ -213,6 +216,40 @@ def evaluate_settings(
         (d, w): {} for d in depths for w in blends
     }
     rerank_s: dict[int, list[float]] = {d: [] for d in depths}
+
+    # A cascade's scores depend on which candidates share the call: each shallower depth then
+    # needs its own call (timed, whatever ``latency`` says).
+    own_call = bool(getattr(reranker, "scores_depend_on_candidates", False))
+
+    def record(
+        qid: str,
+        query: str,
+        hits: list[Any],
+        scores: np.ndarray,
+        seconds: Callable[[int], float],
+    ) -> None:
+        """Rankings per depth (and blend) from the deepest scores; ``seconds(d)``: time at d."""
+        ids = [hit.id for hit in hits]
+        for depth in depths:
+            d = min(depth, len(hits))
+            depth_scores = scores[:d]
+            if own_call and d < len(scores):
+                start = time.perf_counter()
+                texts = [hit.text for hit in hits[:d]]
+                depth_scores = np.asarray(reranker.score(query, texts), dtype=np.float64)
+                np.argsort(-depth_scores, kind="stable")
+                elapsed = time.perf_counter() - start
+            else:
+                elapsed = seconds(d)
+            head = np.argsort(-depth_scores, kind="stable")
+            runs[depth][qid] = _ranked_run([ids[i] for i in head] + ids[d:])
+            first_scores = np.array([hit.score for hit in hits[:d]], dtype=np.float64)
+            for w in blends:
+                mixed = np.argsort(-blend_scores(depth_scores, first_scores, w), kind="stable")
+                blend_runs[(depth, w)][qid] = _ranked_run([ids[i] for i in mixed] + ids[d:])
+            rerank_s[depth].append(elapsed)
+
+    pending: list[tuple[str, str, list[Any]]] = []  # latency="batch": scored after the loop
     iterator: Any = queries.items()
     if progress is not None:
         iterator = progress(iterator)
@@ -220,9 +257,11 @@ def evaluate_settings(
         start = time.perf_counter()
         hits = retriever.search(query, k=candidates, **search_kwargs)
         retrieve_s.append(time.perf_counter() - start)
-        ids = [hit.id for hit in hits]
-        first_run[qid] = _ranked_run(ids)
+        first_run[qid] = _ranked_run([hit.id for hit in hits])
         if not depths:
+            continue
+        if latency == "batch":
+            pending.append((qid, query, hits))
             continue
         texts = [hit.text for hit in hits]
         deepest = min(depths[-1], len(hits))
@@ -233,36 +272,12 @@ def evaluate_settings(
         weights = (
             _token_weights(reranker, query, texts[:deepest]) if latency == "estimated" else None
         )
-        # A cascade's scores depend on which candidates share the call: each depth then
-        # needs its own call (timed, whatever ``latency`` says).
-        own_call = bool(getattr(reranker, "scores_depend_on_candidates", False))
-        for depth in depths:
-            d = min(depth, len(hits))
-            if own_call and d != deepest:
-                start = time.perf_counter()
-                depth_scores = np.asarray(reranker.score(query, texts[:d]), dtype=np.float64)
-                head = np.argsort(-depth_scores, kind="stable")
-                own_s = time.perf_counter() - start
-            else:
-                depth_scores = scores[:d]
-                head = np.argsort(-depth_scores, kind="stable")
-            runs[depth][qid] = _ranked_run([ids[i] for i in head] + ids[d:])
-            first_scores = np.array([hit.score for hit in hits[:d]], dtype=np.float64)
-            for w in blends:
-                mixed = np.argsort(-blend_scores(depth_scores, first_scores, w), kind="stable")
-                blend_runs[(depth, w)][qid] = _ranked_run([ids[i] for i in mixed] + ids[d:])
-            if d == deepest:
-                rerank_s[depth].append(deepest_s)
-            elif own_call:
-                rerank_s[depth].append(own_s)
-            elif latency == "measured":
-                start = time.perf_counter()
-                part = np.asarray(reranker.score(query, texts[:d]), dtype=np.float64)
-                np.argsort(-part, kind="stable")
-                rerank_s[depth].append(time.perf_counter() - start)
-            else:
-                share = float(weights[:d].sum() / max(weights.sum(), 1.0)) if deepest else 0.0
-                rerank_s[depth].append(deepest_s * share)
+        timer = functools.partial(
+            _depth_seconds, reranker, latency, query, texts[:deepest], deepest_s, weights
+        )
+        record(qid, query, hits, scores, timer)
+    if pending:
+        _score_in_one_call(reranker, pending, depths[-1], record)
 
     rows = [
         {
@@ -301,6 +316,49 @@ def evaluate_settings(
                 }
             )
     return rows
+
+
+def _depth_seconds(
+    reranker: Any,
+    latency: str,
+    query: str,
+    texts: Sequence[str],
+    deepest_s: float,
+    weights: np.ndarray | None,
+    d: int,
+) -> float:
+    """Rerank time at depth ``d`` given the deepest call (over ``texts``) took ``deepest_s``."""
+    if d == len(texts):
+        return deepest_s
+    if latency == "measured":
+        start = time.perf_counter()
+        part = np.asarray(reranker.score(query, texts[:d]), dtype=np.float64)
+        np.argsort(-part, kind="stable")
+        return time.perf_counter() - start
+    assert weights is not None
+    return deepest_s * float(weights[:d].sum() / max(weights.sum(), 1.0))
+
+
+def _score_in_one_call(
+    reranker: Any,
+    pending: Sequence[tuple[str, str, list[Any]]],
+    deepest: int,
+    record: Callable[[str, str, list[Any], np.ndarray, Callable[[int], float]], None],
+) -> None:
+    """``latency="batch"``: every query's candidates in one ``score_pairs`` call (as an offline
+    job runs); each query is charged the call's time in proportion to its pairs at depth d."""
+    counts = [min(deepest, len(hits)) for _, _, hits in pending]
+    pairs = [
+        (query, hit.text)
+        for (_, query, hits), n in zip(pending, counts, strict=True)
+        for hit in hits[:n]
+    ]
+    start = time.perf_counter()
+    scores = np.asarray(reranker.score_pairs(pairs), dtype=np.float64)
+    per_pair = (time.perf_counter() - start) / max(len(pairs), 1)
+    bounds = np.cumsum([0, *counts])
+    for i, (qid, query, hits) in enumerate(pending):
+        record(qid, query, hits, scores[bounds[i] : bounds[i + 1]], lambda d: d * per_pair)
 
 
 def _token_weights(reranker: Any, query: str, passages: Sequence[str]) -> np.ndarray:

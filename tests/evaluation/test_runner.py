@@ -62,3 +62,33 @@ def test_rows_score_first_stage_then_each_depth():
     assert by_depth[6] == pytest.approx((1.0 + 1 / np.log2(7)) / 2)
     # depth 3 reranks d0..d2 only: q1 keeps d5 at rank 6, q2's d0 drops to rank 3
     assert by_depth[3] == pytest.approx((1 / np.log2(7) + 1 / np.log2(4)) / 2)
+
+
+class PairsOnlyReranker(LengthReranker):
+    """Counts ``score_pairs`` calls and refuses per-query ``score`` (what latency='batch' uses)."""
+
+    def __init__(self) -> None:
+        self.pair_calls: list[int] = []
+
+    def score(self, query, passages):
+        raise AssertionError("latency='batch' must not score query by query")
+
+    def score_pairs(self, pairs):
+        self.pair_calls.append(len(pairs))
+        return np.array([len(p) for _, p in pairs], dtype=np.float32)
+
+
+def test_batch_latency_scores_every_query_in_one_call_with_the_same_rankings():
+    kwargs = {"candidates": 6, "depths": (3, 6), "blend_weights": (0.5,)}
+    per_query = evaluate_settings(
+        DATASET, RecordingRetriever(), reranker=LengthReranker(), latency="estimated", **kwargs
+    )
+    reranker = PairsOnlyReranker()
+    batch = evaluate_settings(
+        DATASET, RecordingRetriever(), reranker=reranker, latency="batch", **kwargs
+    )
+    assert reranker.pair_calls == [12]  # 2 queries x the deepest depth, one call
+    assert [r["setting"] for r in batch] == [r["setting"] for r in per_query]
+    assert [r["metrics"] for r in batch] == [r["metrics"] for r in per_query]
+    rerank_ms = {r["depth"]: r["latency_ms"]["rerank"]["mean"] for r in batch if r["depth"]}
+    assert rerank_ms[3] == pytest.approx(rerank_ms[6] / 2)  # charged per pair scored
