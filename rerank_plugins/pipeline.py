@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._scores import minmax_rows
 from ._validation import check_query, check_retriever_depth
 from .types import Hit, ScoresPassages, SearchesHits
 
@@ -81,11 +81,7 @@ def _accepts_keyword(function: Any, name: str) -> bool:
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    span = values.max() - values.min()
-    if span <= 0 or not math.isfinite(span):
-        return np.ones_like(values)
-    return (values - values.min()) / span
+    return minmax_rows(values)[0]
 
 
 def blend_scores(
@@ -179,6 +175,7 @@ class RerankPipeline:
     def retrieve(self, query: str, k: int | None = None) -> list[Hit]:
         """First stage only: ``k`` (default ``candidates``) hits in first-stage order."""
         k = k or self.candidates
+        raw: Iterable[Any]
         if isinstance(self.retriever, SearchesHits):
             raw = self.retriever.search(query, k=k, **self._search_kwargs)
         else:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .._scores import minmax_rows
+
 FUSION_METHODS = ("rrf", "minmax", "zscore")
 
 
@@ -66,15 +68,7 @@ def minmax(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
     A retriever whose returned scores are all equal gives each returned document 1.0.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    present = ~np.isnan(scores)
-    low = np.nanmin(np.where(present, scores, np.inf), axis=1, keepdims=True)
-    high = np.nanmax(np.where(present, scores, -np.inf), axis=1, keepdims=True)
-    span = high - low
-    safe_span = np.where(span > 0, span, 1.0)
-    normalised = np.where(span > 0, (scores - low) / safe_span, 1.0)
-    normalised = np.where(present, normalised, 0.0)
-    return np.asarray(weights, dtype=np.float64) @ normalised
+    return np.asarray(weights, dtype=np.float64) @ minmax_rows(scores)
 
 
 def zscore(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

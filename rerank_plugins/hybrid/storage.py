@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._files import publish_directory, staging_directory
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -36,29 +36,12 @@ class IndexFormatError(ValueError):
 def atomic_directory(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Create an empty temp directory next to ``path``; returns ``(final, temp)``."""
     final = Path(path).expanduser().absolute()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    return final, temp
+    return final, staging_directory(final)
 
 
 def commit_directory(final: Path, temp: Path) -> None:
     """Move ``temp`` to ``final``, replacing an existing index directory there."""
-    if final.exists() and not final.is_dir():
-        shutil.rmtree(temp, ignore_errors=True)
-        raise FileExistsError(f"{final} exists and is not a directory")
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        old.rmdir()
-        os.replace(final, old)
-    try:
-        os.replace(temp, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    publish_directory(temp, final)
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
