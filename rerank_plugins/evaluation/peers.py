@@ -152,7 +152,7 @@ class LangChainPeer(_System):
                 texts, _langchain_embeddings(embedder, self.device), metadatas=metadatas
             )
             dense = store.as_retriever(search_kwargs={"k": self.candidates})
-            self.retriever = EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
+            self.retriever: Any = EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5])
         else:
             self.retriever = bm25
         self.build_s = time.perf_counter() - start
