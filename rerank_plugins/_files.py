@@ -1,10 +1,12 @@
-"""Cache locations, cheap model-directory fingerprints, atomic array writes and directory publishes."""
+"""Cache locations, cheap model-directory fingerprints, atomic array and directory writes."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -61,65 +63,113 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
             os.unlink(tmp)
 
 
-def new_temp_directory(final: Path) -> Path:
-    """An empty ``.<name>.tmp-*`` directory beside ``final`` (same filesystem: atomic rename)."""
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+# ---------------------------------------------------------------------------- directories
+#: Sibling names of a directory being written (``tmp``) or replaced (``old``), tagged with the
+#: writer's pid so leftovers of a killed writer can be told from a live writer's work.
+_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
-def atomic_directory(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Create an empty temp directory next to ``path``; returns ``(final, temp)``.
+def _sibling(final: Path, kind: str) -> Path:
+    return final.parent / f".{final.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
-    Fill ``temp``, then :func:`commit_directory` it: a reader never sees a half-written
-    directory at ``final`` (same filesystem, so the rename is atomic).
-    """
-    final = Path(path).expanduser().absolute()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final, new_temp_directory(final)
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
     try:
-        os.fsync(fd)
+        handle = os.open(path, flags)
+    except OSError:  # e.g. directories cannot be opened on Windows: best effort
+        return
+    try:
+        with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
+            os.fsync(handle)
     finally:
-        os.close(fd)
+        os.close(handle)
 
 
-def fsync_tree(directory: Path) -> None:
-    """fsync every file, then every directory (deepest first) under ``directory``."""
-    paths = sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-    for path in paths:
-        if path.is_file():
-            _fsync(path)
-    for path in [*(p for p in paths if p.is_dir()), directory]:
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-            _fsync(path)
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file below ``directory``, then the directories themselves."""
+    for root, _, files in os.walk(directory):
+        for name in files:
+            _fsync(Path(root) / name)
+        _fsync(Path(root))
 
 
-def commit_directory(final: Path, temp: Path, *, fsync: bool = True) -> None:
-    """Move ``temp`` to ``final``, replacing an existing directory there as a whole.
+def recover_directory(final: str | os.PathLike[str]) -> None:
+    """Clean up after writers of ``final`` that were killed mid-write.
 
-    With ``fsync`` the files are on disk before the rename, so a crash leaves the old or the
-    new directory, never a renamed one with empty files. The previous ``final`` goes to
-    ``.<name>.old-*`` for the instant between the two renames and is then deleted.
+    Removes their ``.<name>.tmp-*`` (unfinished) and ``.<name>.old-*`` (replaced) siblings;
+    when ``final`` itself is missing because a writer died between moving the old copy
+    aside and moving the new one in, the newest old copy is moved back first. Siblings of
+    a live writer (this process included) are left alone.
     """
+    final = Path(final).expanduser().absolute()
+    if not final.parent.is_dir():
+        return
+    dead: list[tuple[str, Path]] = []
+    for entry in final.parent.iterdir():
+        match = _SIBLING.match(entry.name)
+        if match and match["name"] == final.name and not _alive(int(match["pid"])):
+            dead.append((match["kind"], entry))
+    olds = sorted((p for kind, p in dead if kind == "old"), key=lambda p: p.stat().st_mtime_ns)
+    if olds and not final.exists():
+        with contextlib.suppress(OSError):  # another writer restored or replaced it first
+            os.replace(olds.pop(), final)
+    for _, entry in dead:
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def staging_directory(final: str | os.PathLike[str]) -> Path:
+    """A new empty directory next to ``final`` to write into, then :func:`publish_directory`.
+
+    Leftovers of killed writers of ``final`` are cleaned up first (:func:`recover_directory`).
+    """
+    final = Path(final).expanduser().absolute()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(final)
+    staging = _sibling(final, "tmp")
+    staging.mkdir()
+    return staging
+
+
+def publish_directory(staging: Path, final: str | os.PathLike[str]) -> None:
+    """Move the finished ``staging`` directory to ``final`` atomically, replacing what is there.
+
+    Every file is fsynced before the rename and the parent directory after it, so a crash
+    leaves either the old or the new directory, never a partial one. An existing ``final``
+    is moved aside first and restored if the rename fails (e.g. another writer published
+    at the same moment: the ``OSError`` is re-raised and ``staging`` is left for the caller).
+    A ``final`` that exists but is not a directory is never replaced: ``FileExistsError``.
+    """
+    final = Path(final).expanduser().absolute()
     if final.exists() and not final.is_dir():
-        shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise FileExistsError(f"{final} exists and is not a directory")
-    if fsync:
-        fsync_tree(temp)
+    _fsync_tree(staging)
     old = None
-    if os.path.lexists(final):
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        old.rmdir()
+    if final.exists():
+        old = _sibling(final, "old")
         os.replace(final, old)
     try:
-        os.replace(temp, final)
+        os.replace(staging, final)
     except BaseException:
-        if old is not None:
+        if old is not None and not final.exists():
             os.replace(old, final)
+            old = None
         raise
-    with contextlib.suppress(OSError):
+    finally:
         _fsync(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old is not None and old.exists():
+            shutil.rmtree(old, ignore_errors=True)

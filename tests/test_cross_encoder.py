@@ -328,7 +328,7 @@ def test_device_and_dtype_resolution(ce_path, reranker):
 def test_torch_backend_rejects_onnx_options(ce_path):
     with pytest.raises(ValueError, match=r"\['keep_fp32'\] not accepted by backend='torch'"):
         CrossEncoderReranker(ce_path, device="cpu", backend_options={"keep_fp32": "none"})
-    with pytest.raises(ValueError, match="max_tokens_per_batch must be >= 1"):
+    with pytest.raises(ValueError, match="max_tokens_per_batch must be a positive int"):
         CrossEncoderReranker(ce_path, device="cpu", max_tokens_per_batch=0)
 
 

@@ -59,7 +59,7 @@ class TorchBackend:
         self.config = model.config
         self.num_labels = int(model.config.num_labels)
         accepted = set(inspect.signature(model.forward).parameters)
-        self.input_names = tuple(
+        self.input_names: tuple[str, ...] = tuple(
             name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted
         )
 

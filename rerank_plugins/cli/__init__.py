@@ -15,6 +15,7 @@ from . import bench, demo, evaluate, serve, tune
 from ._common import (
     USER_ERRORS,
     CLIError,
+    DefaultsHelpFormatter,
     default_demo_data,
     default_embedder,
     default_reranker,
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.register(sub)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
     return parser
 
 

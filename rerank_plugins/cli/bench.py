@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._models import DEFAULT_CROSS_ENCODER
 from ._common import (
     CLIError,
     add_depth_arg,
@@ -71,17 +72,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench", help="our pipeline vs LangChain / LlamaIndex peers, same data and models"
     )
     bench.add_argument("--data", required=True, help="BEIR directory")
-    bench.add_argument("--split", default="test")
-    bench.add_argument("--retriever", choices=("bm25", "hybrid"), default="hybrid")
+    bench.add_argument("--split", default="test", help="BEIR split: its queries and qrels")
+    bench.add_argument(
+        "--retriever",
+        choices=("bm25", "hybrid"),
+        default="hybrid",
+        help="first stage of every system: BM25, or BM25 + dense fused",
+    )
     add_model_args(
         bench,
-        reranker_help="cross-encoder hub id or local path (default as for demo)",
+        reranker_help="cross-encoder hub id or local path (default: $RERANK_PLUGINS_CE_MODEL, "
+        f"else {DEFAULT_CROSS_ENCODER})",
         embedding_cache=False,  # bench always encodes, so index build times compare fairly
     )
     add_embed_dtype_arg(bench)
     add_fusion_args(bench)
-    bench.add_argument("--queries", type=positive_int, default=20)
-    bench.add_argument("--candidates", type=positive_int, default=30)
+    bench.add_argument("--queries", type=positive_int, default=20, help="queries to run")
+    bench.add_argument(
+        "--candidates", type=positive_int, default=30, help="first-stage hits each system reranks"
+    )
     add_depth_arg(bench)
     bench.add_argument(
         "--peers",

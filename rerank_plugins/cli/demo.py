@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._models import DEFAULT_CROSS_ENCODER
 from ._common import (
-    FALLBACK_CE_MODEL,
     CLIError,
     add_embed_dtype_arg,
     add_fusion_args,
@@ -72,6 +72,7 @@ def _demo_corpus(
             [(q, set()) for q in queries[: args.queries]],
         )
     dataset = load_dataset(data, args.split)
+    chosen: list[tuple[str, set[str]]]
     if args.query:
         chosen = [(q, set()) for q in args.query]
     else:
@@ -97,12 +98,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..pipeline import RerankPipeline
 
     label, ids, texts, queries = _demo_corpus(args)
-    model = args.reranker or default_reranker()
+    model = args.reranker or default_reranker(shared=True)
     embedder = args.embedder or default_embedder()
     check_embedder(embedder)
     fusion = fusion_kwargs(args, hybrid=bool(embedder))
     warn_rerank_deeper_than_candidates(args.candidates, args.rerank_top)
-    if model == FALLBACK_CE_MODEL and not args.reranker:
+    if model == DEFAULT_CROSS_ENCODER and not args.reranker:
         log(
             f"../shared not found: using the hub model {model} (read from the Hugging Face "
             "cache, else downloaded once; set RERANK_PLUGINS_CE_MODEL or --reranker to a local "
@@ -170,12 +171,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="BEIR directory or corpus .jsonl (default: ../shared/data/scifact, "
         "else examples/data/sample_corpus.jsonl)",
     )
-    demo.add_argument("--split", default="test")
+    demo.add_argument("--split", default="test", help="BEIR split whose queries are asked")
     add_model_args(
         demo,
         reranker_help="cross-encoder hub id or local path (default: "
         "$RERANK_PLUGINS_CE_MODEL, ../shared/models/minilm-l6-scifact-ce, "
-        f"else {FALLBACK_CE_MODEL})",
+        f"else {DEFAULT_CROSS_ENCODER})",
     )
     add_embed_dtype_arg(demo)
     add_fusion_args(demo)

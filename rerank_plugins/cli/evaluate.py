@@ -284,8 +284,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--data", required=True, help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/)"
     )
-    ev.add_argument("--split", default="test")
-    ev.add_argument("--retriever", choices=("bm25", "dense", "hybrid"), default="hybrid")
+    ev.add_argument("--split", default="test", help="BEIR split: its queries and qrels")
+    ev.add_argument(
+        "--retriever",
+        choices=("bm25", "dense", "hybrid"),
+        default="hybrid",
+        help="first stage: BM25, dense, or both fused",
+    )
     add_model_args(
         ev,
         reranker_help="cross-encoder hub id or local path; without it only the "

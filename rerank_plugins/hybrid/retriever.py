@@ -245,7 +245,7 @@ class HybridRetriever:
             raise KeyError(f"id {doc_id!r} is not in the index") from None
 
     def _auto_ids(self, count: int) -> list[str]:
-        out = []
+        out: list[str] = []
         while len(out) < count:
             candidate = str(self._next_auto)
             self._next_auto += 1

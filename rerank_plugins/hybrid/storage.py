@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from .._files import commit_directory, fsync_tree, new_temp_directory
+from .._files import publish_directory, staging_directory
 from .._files import sha256_file as sha256_of
 from .manifest import FORMAT_VERSION, READABLE_VERSIONS, Manifest, content_digest, describe
 
@@ -46,9 +46,8 @@ __all__ = [
     "FORMAT_VERSION",
     "READABLE_VERSIONS",
     "IndexFormatError",
-    "commit_directory",
-    "fsync_tree",
-    "new_temp_directory",
+    "publish_directory",
+    "staging_directory",
 ]
 
 MANIFEST = "manifest.json"

@@ -8,9 +8,12 @@ Needs the ``[langchain]`` extra (``pip install "rerank-plugins[langchain]"``).
 * :class:`RerankPluginsCrossEncoder` plugs the same model into LangChain's own
   ``CrossEncoderReranker`` (``langchain_classic.retrievers.document_compressors``).
 * :class:`HybridRetriever` exposes the core :class:`rerank_plugins.HybridRetriever` (and,
-  with a reranker, the whole :class:`rerank_plugins.RerankPipeline`) as a LangChain retriever.
+  with a reranker, the whole :class:`rerank_plugins.RerankPipeline`) as a LangChain retriever,
+  with LangChain-style dict metadata filters.
 
-The adapters only convert types; all scoring, batching and fusion happen in the core.
+The adapters only convert types; all scoring, batching and fusion happen in the core. Any
+reranker with the core surface (:class:`rerank_plugins.types.Reranker`: ``score``,
+``score_pairs``, ``rerank``, ``arerank``, ...) plugs in where a reranker is taken.
 """
 
 from __future__ import annotations
@@ -31,17 +34,29 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
     ) from error
 
 import asyncio
+import copy
 import os
-import threading
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from ..cross_encoder import DEFAULT_MODEL, CrossEncoderReranker
-from ..types import Hit, Reranker
-from . import hit_metadata, run_search
+from ..cross_encoder import DEFAULT_MODEL
+from ..types import Hit, Reranker, SearchesHits
+from ._shared import (
+    LazyReranker,
+    SearchOptions,
+    SearchRunner,
+    build_adapter_reranker,
+    build_cross_encoder,
+    check_reranker,
+    fusion_settings,
+    hit_metadata,
+)
+from .filters import from_langchain_filter
 
 __all__ = ["CrossEncoderCompressor", "HybridRetriever", "RerankPluginsCrossEncoder"]
 
@@ -50,49 +65,47 @@ class CrossEncoderCompressor(BaseDocumentCompressor):
     """Rerank LangChain documents with a cross-encoder and keep the best ``top_n``.
 
     Returns copies of the documents, best first, each with ``metadata["relevance_score"]``
-    (a Python float); ``Document.id`` and all other metadata are kept and the input documents
-    are never modified. The model is loaded once, on first use, unless ``reranker`` is given.
+    (a Python float); ``Document.id`` and all other metadata are kept (deep-copied) and the
+    input documents are never modified. The model is loaded once, on first use, unless
+    ``reranker`` is given. The async path awaits the reranker's own ``arerank``.
 
     Example:
-        >>> compressor = CrossEncoderCompressor(model="path/to/cross-encoder", top_n=3)
+        >>> compressor = CrossEncoderCompressor(
+        ...     model="path/to/cross-encoder", top_n=3,
+        ...     reranker_kwargs={"backend": "onnx", "quantize": "int8"})
         >>> docs = compressor.compress_documents(documents, "what causes scurvy?")
     """
 
     model: str | Path = DEFAULT_MODEL
     """Hub id or local directory of the cross-encoder (ignored when ``reranker`` is set)."""
     reranker: Reranker | None = None
-    """A ready reranker to share (a :class:`rerank_plugins.CrossEncoderReranker`, a
-    ``RemoteReranker``, any :class:`rerank_plugins.Reranker`); overrides ``model``,
-    ``batch_size``, ``device``, ``max_length`` and ``activation``."""
+    """A ready reranker to share (a :class:`rerank_plugins.CrossEncoderReranker` or any with
+    the core surface); overrides ``model`` and the model settings below."""
     top_n: int | None = Field(default=3, ge=0)
     """How many documents to return; ``None`` returns all of them (reordered)."""
     score_threshold: float | None = None
     """Drop documents scoring below this (raw logits unless ``activation="sigmoid"``)."""
     batch_size: int | None = Field(default=None, ge=1)
-    """Most pairs per forward pass (default: the core's, 64 on CPU within a 4096-token budget, 128 on CUDA)."""
+    """Most pairs per forward pass (default: the core's, 64 on CPU within a 1024-token budget
+    in fp32/int8, 128 on CUDA)."""
     device: str | None = "auto"
     """``"auto"`` (CUDA, then MPS, then CPU) or any torch device string."""
     max_length: int | None = None
     """Token window per (query, passage) pair; defaults to the model's limit."""
     activation: Literal["none", "sigmoid"] = "none"
     """``"none"`` for raw logits, ``"sigmoid"`` for 0..1 scores."""
+    reranker_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Further :class:`rerank_plugins.CrossEncoderReranker` settings for the model loaded
+    from ``model``: ``dtype``, ``backend``, ``quantize``, ``backend_options``, ..."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _lazy: LazyReranker = PrivateAttr(default_factory=LazyReranker)
 
-    def get_reranker(self) -> CrossEncoderReranker:
-        """The core reranker, built on first use and reused (thread-safe)."""
+    def get_reranker(self) -> Reranker:
+        """The reranker: ``reranker`` if given, else the model, built on first use (thread-safe)."""
         if self.reranker is None:
-            with self._lock:
-                if self.reranker is None:
-                    self.reranker = CrossEncoderReranker(
-                        self.model,
-                        device=self.device,
-                        batch_size=self.batch_size,
-                        max_length=self.max_length,
-                        activation=self.activation,
-                    )
+            self.reranker = self._lazy.get(partial(build_adapter_reranker, self))
         return self.reranker
 
     def compress_documents(
@@ -119,8 +132,20 @@ class CrossEncoderCompressor(BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        """Async :meth:`compress_documents`: scoring runs in a worker thread."""
-        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+        """Async :meth:`compress_documents`: awaits the reranker's native ``arerank``."""
+        documents = list(documents)
+        if not documents:
+            return []
+        reranker = self.reranker
+        if reranker is None:  # load the model off the event loop
+            reranker = await asyncio.to_thread(self.get_reranker)
+        results = await reranker.arerank(
+            query,
+            [doc.page_content for doc in documents],
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+        )
+        return [_with_metadata(documents[r.index], relevance_score=float(r.score)) for r in results]
 
 
 class RerankPluginsCrossEncoder(BaseCrossEncoder):
@@ -133,21 +158,25 @@ class RerankPluginsCrossEncoder(BaseCrossEncoder):
 
     Args:
         model: Hub id or local directory of the cross-encoder.
-        reranker: A ready core reranker to share instead of loading ``model``.
+        reranker: A ready reranker with the core surface to share instead of loading ``model``.
         **kwargs: Passed to :class:`rerank_plugins.CrossEncoderReranker` (``device``,
-            ``batch_size``, ``max_length``, ``activation``, ...).
+            ``batch_size``, ``max_length``, ``activation``, ``dtype``, ``backend``, ...).
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
-        reranker: CrossEncoderReranker | None = None,
+        reranker: Reranker | None = None,
         **kwargs: Any,
     ) -> None:
         if reranker is not None and kwargs:
             raise ValueError("pass either reranker or reranker settings, not both")
-        self.reranker = reranker if reranker is not None else CrossEncoderReranker(model, **kwargs)
+        self.reranker: Reranker = (
+            check_reranker(reranker)
+            if reranker is not None
+            else build_cross_encoder(model, None, **kwargs)
+        )
 
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
         """Score (query, passage) pairs; Python floats aligned with ``text_pairs``."""
@@ -158,70 +187,114 @@ class HybridRetriever(BaseRetriever):
     """LangChain retriever over the core :class:`rerank_plugins.HybridRetriever`.
 
     Without ``reranker`` it returns the fused first-stage hits; with one it runs the whole
-    :class:`rerank_plugins.RerankPipeline` (retrieve ``candidates``, rerank, keep ``k``).
-    Each document's ``id`` is the hit id and its metadata holds the hit's metadata plus
-    ``scores``/``ranks`` (per first-stage retriever), ``retrieval_score`` and, when reranked,
-    ``relevance_score``.
+    :class:`rerank_plugins.RerankPipeline` (retrieve ``candidates``, rerank, keep ``k``),
+    built once on the first query and reused. Each document's ``id`` is the hit id and its
+    metadata holds a deep copy of the hit's metadata plus ``scores``/``ranks`` (per
+    first-stage retriever), ``retrieval_score`` and, when reranked, ``relevance_score``.
+
+    ``filter`` (and ``invoke(query, filter=...)``, which replaces it for one call) takes the
+    dict filters LangChain vector stores accept, translated into the core grammar by
+    :func:`rerank_plugins.integrations.filters.from_langchain_filter`; an operator with no
+    translation raises instead of being dropped.
 
     Example:
         >>> core = rerank_plugins.HybridRetriever.from_texts(texts, embedder=embedder)
-        >>> retriever = HybridRetriever(retriever=core, reranker=reranker, k=5)
-        >>> retriever.invoke("does vitamin D prevent fractures?", k=3)
+        >>> retriever = HybridRetriever(retriever=core, reranker=reranker, k=5, candidates=30)
+        >>> retriever.invoke("does vitamin D prevent fractures?", k=3, filter={"year": {"$gte": 2015}})
     """
 
-    retriever: Any
+    retriever: SearchesHits
     """The core :class:`rerank_plugins.HybridRetriever` (anything with ``search(query, k)``)."""
-    reranker: Any = None
-    """Optional :class:`rerank_plugins.CrossEncoderReranker`; turns on the rerank pipeline."""
+    reranker: Reranker | None = None
+    """Optional reranker with the core surface; turns on the rerank pipeline."""
     k: int = Field(default=4, ge=1)
-    """How many documents to return; ``invoke(query, k=...)`` overrides it per call."""
+    """How many documents to return; ``invoke(query, k=...)`` overrides it per call. With a
+    reranker it must not exceed ``candidates``."""
     candidates: int | None = Field(default=None, ge=1)
-    """With a reranker: how many first-stage hits it rescores (default: the pipeline's)."""
+    """With a reranker: how many first-stage hits it rescores (default: the pipeline's, 100)."""
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra :class:`rerank_plugins.RerankPipeline` settings (``rerank_timeout``, ...)."""
+    filter: dict[str, Any] | None = None
+    """A LangChain-style metadata filter applied to every query (see the class docs)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    _runner: SearchRunner = PrivateAttr(default_factory=SearchRunner)
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from_langchain_filter(value)  # fail at construction, not on the first query
+        return value
 
     @classmethod
     def from_texts(
         cls,
         texts: Iterable[str],
         ids: Sequence[str] | None = None,
-        metadatas: Sequence[dict[str, Any]] | None = None,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
         *,
-        reranker: Any = None,
+        reranker: Reranker | None = None,
         k: int = 4,
         candidates: int | None = None,
+        pipeline_kwargs: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        fusion: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        rrf_k: float | None = None,
         **index_kwargs: Any,
     ) -> HybridRetriever:
-        """Index ``texts`` with the core retriever (``embedder=``, ``retrievers=``, ...)."""
+        """Index ``texts`` with the core retriever, then wrap it.
+
+        ``fusion`` (``"rrf"``, ``"minmax"``, ``"zscore"``, ...), ``weights`` (per retriever,
+        e.g. ``{"bm25": 1.0, "dense": 2.0}``) and ``rrf_k`` go to the core
+        :class:`rerank_plugins.HybridRetriever` unchanged (it validates them; ``None`` keeps
+        its default), as do ``embedder=``, ``retrievers=`` and every other ``index_kwargs``.
+        """
         from ..hybrid import HybridRetriever as CoreHybridRetriever
 
-        core = CoreHybridRetriever.from_texts(list(texts), ids, metadatas, **index_kwargs)
-        return cls(retriever=core, reranker=reranker, k=k, candidates=candidates)
+        settings = fusion_settings(fusion=fusion, weights=weights, rrf_k=rrf_k)
+        core = CoreHybridRetriever.from_texts(
+            list(texts), ids, metadatas, **settings, **index_kwargs
+        )
+        return cls(
+            retriever=core,
+            reranker=reranker,
+            k=k,
+            candidates=candidates,
+            pipeline_kwargs=dict(pipeline_kwargs or {}),
+            filter=None if filter is None else dict(filter),
+        )
 
     @classmethod
     def from_documents(cls, documents: Sequence[Document], **kwargs: Any) -> HybridRetriever:
-        """Index LangChain documents; a document's ``id`` becomes the hit id when set."""
+        """Index LangChain documents (settings as for :meth:`from_texts`).
+
+        A document's ``id`` becomes its hit id. Documents without one get a fresh
+        ``uuid4`` hex id (as LangChain's vector stores do); the given ids are kept. When no
+        document has an id, the core numbers them ``"0"``, ``"1"``, ... Metadata is
+        deep-copied, so the index never shares a nested list with the caller.
+        """
         documents = list(documents)
-        ids = [doc.id for doc in documents]
+        given = [doc.id for doc in documents]
+        ids = None
+        if any(doc_id is not None for doc_id in given):
+            ids = [doc_id if doc_id is not None else uuid.uuid4().hex for doc_id in given]
         return cls.from_texts(
             [doc.page_content for doc in documents],
-            ids if all(i is not None for i in ids) else None,
-            [dict(doc.metadata) for doc in documents],
+            ids,
+            [copy.deepcopy(dict(doc.metadata)) for doc in documents],
             **kwargs,
         )
 
-    def _search(self, query: str, k: int | None) -> list[Document]:
-        hits = run_search(
-            self.retriever,
-            query,
-            self.k if k is None else k,
+    def _options(self, k: int | None, filter: Mapping[str, Any] | None) -> SearchOptions:
+        return SearchOptions(
+            k=self.k if k is None else k,
             reranker=self.reranker,
             candidates=self.candidates,
             pipeline_kwargs=self.pipeline_kwargs,
+            filter=from_langchain_filter(self.filter if filter is None else filter),
         )
-        return [_hit_to_document(hit) for hit in hits]
 
     def _get_relevant_documents(
         self,
@@ -229,8 +302,10 @@ class HybridRetriever(BaseRetriever):
         *,
         run_manager: CallbackManagerForRetrieverRun,
         k: int | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[Document]:
-        return self._search(query, k)
+        hits = self._runner.search(self.retriever, query, self._options(k, filter))
+        return [_hit_to_document(hit) for hit in hits]
 
     async def _aget_relevant_documents(
         self,
@@ -238,13 +313,20 @@ class HybridRetriever(BaseRetriever):
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[Document]:
-        return await asyncio.to_thread(self._search, query, k)
+        hits = await self._runner.asearch(self.retriever, query, self._options(k, filter))
+        return [_hit_to_document(hit) for hit in hits]
+
+    def close(self) -> None:
+        """Release the pipeline's worker threads (a later query builds it again)."""
+        self._runner.close()
 
 
 def _with_metadata(document: Document, **extra: Any) -> Document:
     """A copy of ``document`` (same class and id) with ``extra`` merged into new metadata."""
-    return document.model_copy(update={"metadata": {**document.metadata, **extra}})
+    metadata = {**copy.deepcopy(document.metadata), **extra}
+    return document.model_copy(update={"metadata": metadata})
 
 
 def _hit_to_document(hit: Hit) -> Document:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._device import resolve_device
-from .._files import atomic_directory, cache_root, commit_directory
+from .._files import cache_root, publish_directory, staging_directory
 from ..evaluation.runner import build_retriever, machine_info
 from . import report as reporting
 from .data import DEFAULT_EVAL_FRACTION, load_training_data
@@ -282,7 +282,8 @@ def tune(
     }
     now = lap("mining", now)
 
-    out_final, staging = atomic_directory(out_path)
+    out_final = Path(out_path).expanduser().absolute()
+    staging = staging_directory(out_final)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_final.name}.work-", dir=out_final.parent))
     try:
         labels = None
@@ -416,7 +417,7 @@ def tune(
             }
         reporting.write_report(staging, report)
         reporting.write_model_card(staging, report)
-        commit_directory(out_final, staging)
+        publish_directory(staging, out_final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rp_test_support import persistent_cache
 
-CACHE_DIR = Path(os.environ.get("RERANK_PLUGINS_TEST_CACHE", "~/.cache/rerank-plugins/tests"))
+#: SciFact embeddings are computed once per machine (minutes on 2 cores) and reused; see
+#: rp_test_support.persistent_cache for where (shared with `rerank-plugins eval` when
+#: $RERANK_PLUGINS_CACHE is set).
+CACHE_DIR = persistent_cache("embeddings")
 
 _TOKEN = re.compile(r"\w+")
 

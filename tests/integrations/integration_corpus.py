@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 from rp_test_support import HashEmbedder
+
+from rerank_plugins.rerankers import BaseReranker
 
 CORPUS = [
     ("d01", "vitamin d deficiency is associated with increased risk of heart disease", "cardio"),
@@ -36,3 +39,51 @@ def build_core_retriever():
         embedder=HashEmbedder(),
         show_progress=False,
     )
+
+
+def _overlap(queries: list[str], passages: list[str]) -> np.ndarray:
+    scores = []
+    for query, passage in zip(queries, passages, strict=True):
+        words = set(query.lower().split())
+        scores.append(sum(word in words for word in passage.lower().split()))
+    return np.asarray(scores, dtype=np.float32)
+
+
+class OverlapReranker(BaseReranker):
+    """A reranker with the core surface that is not a CrossEncoderReranker (word overlap)."""
+
+    model_name = "word-overlap"
+
+    def _score_checked(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        return _overlap(queries, passages)
+
+
+class AsyncOnlyReranker(BaseReranker):
+    """A core-surface reranker whose blocking path fails: proves async callers await it."""
+
+    model_name = "async-only"
+
+    def __init__(self) -> None:
+        self.async_calls = 0
+
+    def _score_checked(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        raise AssertionError("the async path must not call the blocking scorer")
+
+    async def _ascore_checked(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        self.async_calls += 1
+        return _overlap(queries, passages)
+
+
+def count_pipeline_builds(monkeypatch) -> list[dict]:
+    """Record the keyword arguments of every RerankPipeline built from now on."""
+    import rerank_plugins.pipeline as pipeline_module
+
+    built: list[dict] = []
+
+    class Counting(pipeline_module.RerankPipeline):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "RerankPipeline", Counting)
+    return built

@@ -10,7 +10,15 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from integration_corpus import CORPUS, QUERY, HashEmbedder, build_core_retriever
+from integration_corpus import (
+    CORPUS,
+    QUERY,
+    AsyncOnlyReranker,
+    HashEmbedder,
+    OverlapReranker,
+    build_core_retriever,
+    count_pipeline_builds,
+)
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListLLM
 from langchain_core.output_parsers import StrOutputParser
@@ -237,6 +245,166 @@ def test_hybrid_retriever_rejects_bad_k(core_retriever):
         HybridRetriever(retriever=core_retriever, k=0)
     with pytest.raises(ValueError):
         HybridRetriever(retriever=core_retriever).invoke(QUERY, k=0)
+
+
+# ----------------------------------------------------------------------- structure (issue 16)
+def test_compressor_passes_reranker_kwargs_to_the_core(tiny_ce_path, documents):
+    compressor = CrossEncoderCompressor(
+        model=str(tiny_ce_path),
+        device="cpu",
+        reranker_kwargs={"cache_size": 16, "long_passages": "chunk", "dtype": "float32"},
+    )
+    compressor.compress_documents(documents, QUERY)
+    built = compressor.reranker
+    assert built.cache.maxsize == 16 and built.long_passages == "chunk"
+    assert len(built.cache) == len(documents)  # the cache it was told to keep is in use
+    with pytest.raises(ValueError, match=r"reranker_kwargs \['device'\]"):
+        CrossEncoderCompressor(
+            model=str(tiny_ce_path), reranker_kwargs={"device": "cpu"}
+        ).get_reranker()
+
+
+def test_any_core_surface_reranker_plugs_in(documents, core_retriever):
+    overlap = OverlapReranker()
+    expected = overlap.rerank(QUERY, [d.page_content for d in documents], top_n=3)
+    out = CrossEncoderCompressor(reranker=overlap, top_n=3).compress_documents(documents, QUERY)
+    assert _ids(out) == [documents[r.index].id for r in expected]
+    pairs = [(QUERY, d.page_content) for d in documents]
+    assert RerankPluginsCrossEncoder(reranker=overlap).score(pairs) == [
+        float(x) for x in overlap.score_pairs(pairs)
+    ]
+    docs = HybridRetriever(retriever=core_retriever, reranker=overlap, k=3, candidates=8).invoke(
+        QUERY
+    )
+    candidates = core_retriever.search(QUERY, k=8)
+    ranked = overlap.rerank(QUERY, [h.text for h in candidates], top_n=3)
+    assert _ids(docs) == [candidates[r.index].id for r in ranked]
+    with pytest.raises(ValidationError):
+        CrossEncoderCompressor(reranker=object())
+    with pytest.raises(TypeError, match="core reranker surface"):
+        RerankPluginsCrossEncoder(reranker=object())
+
+
+async def test_async_compressor_awaits_the_native_arerank(documents):
+    reranker = AsyncOnlyReranker()
+    compressor = CrossEncoderCompressor(reranker=reranker, top_n=4)
+    out = await compressor.acompress_documents(documents, QUERY)
+    assert reranker.async_calls == 1 and len(out) == 4
+    expected = OverlapReranker().rerank(QUERY, [d.page_content for d in documents], top_n=4)
+    assert _ids(out) == [documents[r.index].id for r in expected]
+
+
+def test_pipeline_is_built_once_per_adapter(core_retriever, tiny_reranker, monkeypatch):
+    built = count_pipeline_builds(monkeypatch)
+    retriever = HybridRetriever(
+        retriever=core_retriever,
+        reranker=tiny_reranker,
+        k=3,
+        candidates=10,
+        pipeline_kwargs={"rerank_timeout": 30.0},
+    )
+    first = retriever.invoke(QUERY)
+    retriever.invoke("tumor growth in mice")
+    two = retriever.invoke(QUERY, k=2)
+    assert len(built) == 1
+    assert [d.id for d in two] == [d.id for d in first[:2]]  # k per call: a prefix
+    retriever.candidates = 12  # a changed setting builds a new pipeline
+    retriever.invoke(QUERY)
+    assert len(built) == 2 and built[1]["candidates"] == 12
+    retriever.close()
+
+
+def test_k_above_candidates_is_an_error_not_a_silent_raise(core_retriever, tiny_reranker):
+    retriever = HybridRetriever(retriever=core_retriever, reranker=tiny_reranker, candidates=5)
+    assert len(retriever.invoke(QUERY, k=5)) == 5
+    with pytest.raises(ValueError, match="k=6 is above candidates=5"):
+        retriever.invoke(QUERY, k=6)
+    with pytest.raises(ValueError, match="set by the adapter"):
+        HybridRetriever(
+            retriever=core_retriever, reranker=tiny_reranker, pipeline_kwargs={"top_k": 3}
+        ).invoke(QUERY)
+
+
+def test_fusion_settings_reach_the_core_retriever(documents):
+    retriever = HybridRetriever.from_documents(
+        documents,
+        embedder=HashEmbedder(),
+        show_progress=False,
+        fusion="minmax",
+        weights={"bm25": 2.0, "dense": 0.5},
+        rrf_k=10,
+    )
+    core = retriever.retriever
+    assert core.fusion == "minmax" and core.rrf_k == 10.0
+    assert core.weights == {"bm25": 2.0, "dense": 0.5}
+    default = HybridRetriever.from_documents(
+        documents, embedder=HashEmbedder(), show_progress=False
+    )
+    assert default.retriever.fusion == "rrf" and default.retriever.rrf_k == 60.0
+    with pytest.raises(ValueError, match="fusion"):  # validated by the core, not the adapter
+        HybridRetriever.from_documents(documents, embedder=HashEmbedder(), fusion="borda")
+
+
+def test_filters_reach_the_core_search(core_retriever):
+    retriever = HybridRetriever(retriever=core_retriever, k=10, filter={"topic": "cardio"})
+    docs = retriever.invoke(QUERY)
+    expected = core_retriever.search(QUERY, k=10, filter={"topic": {"$eq": "cardio"}})
+    assert _ids(docs) == [h.id for h in expected]
+    assert docs and all(d.metadata["topic"] == "cardio" for d in docs)
+    # A per-call filter replaces the retriever's own, with and without a reranker.
+    oncology = retriever.invoke(QUERY, filter={"topic": {"$eq": "oncology"}})
+    assert oncology and all(d.metadata["topic"] == "oncology" for d in oncology)
+    reranked = HybridRetriever(
+        retriever=core_retriever, reranker=OverlapReranker(), k=3, filter={"topic": "neuro"}
+    )
+    assert [d.metadata["topic"] for d in reranked.invoke(QUERY)] == ["neuro"]
+    with pytest.raises(ValidationError, match=r"'\$exists' has no translation"):
+        HybridRetriever(retriever=core_retriever, filter={"topic": {"$exists": True}})
+    with pytest.raises(ValueError, match="has no translation"):
+        retriever.invoke(QUERY, filter={"topic": {"$regex": "^c"}})
+
+
+async def test_async_filter_and_reranker(core_retriever):
+    retriever = HybridRetriever(
+        retriever=core_retriever, reranker=OverlapReranker(), k=3, filter={"topic": "cardio"}
+    )
+    assert await retriever.ainvoke(QUERY) == retriever.invoke(QUERY)
+    assert all(d.metadata["topic"] == "cardio" for d in await retriever.ainvoke(QUERY))
+
+
+def test_output_metadata_is_a_deep_copy(documents, tiny_reranker):
+    documents[0].metadata["tags"] = ["a", "b"]
+    core_docs = HybridRetriever.from_documents(
+        documents, embedder=HashEmbedder(), show_progress=False, k=len(documents)
+    )
+    out = core_docs.invoke(QUERY)
+    tagged = next(d for d in out if d.id == documents[0].id)
+    tagged.metadata["tags"].append("mutated")
+    assert documents[0].metadata["tags"] == ["a", "b"]
+    assert core_docs.retriever.get(documents[0].id)[1]["tags"] == ["a", "b"]
+    assert (
+        "mutated"
+        not in next(d for d in core_docs.invoke(QUERY) if d.id == documents[0].id).metadata["tags"]
+    )
+    compressed = CrossEncoderCompressor(reranker=tiny_reranker, top_n=None).compress_documents(
+        documents, QUERY
+    )
+    next(d for d in compressed if d.id == documents[0].id).metadata["tags"].append("x")
+    assert documents[0].metadata["tags"] == ["a", "b"]
+
+
+def test_from_documents_keeps_given_ids_and_fills_missing_ones(documents):
+    documents[3] = Document(page_content=documents[3].page_content, metadata={"n": 3})
+    retriever = HybridRetriever.from_documents(
+        documents, embedder=HashEmbedder(), show_progress=False, k=len(documents)
+    )
+    ids = retriever.retriever.ids
+    assert ids[:3] == [d.id for d in documents[:3]] and ids[4:] == [d.id for d in documents[4:]]
+    assert len(ids[3]) == 32 and ids[3] not in {d.id for d in documents}  # a uuid4 hex
+    unnamed = [Document(page_content=d.page_content) for d in documents[:3]]
+    assert HybridRetriever.from_documents(
+        unnamed, embedder=HashEmbedder(), show_progress=False
+    ).retriever.ids == ["0", "1", "2"]
 
 
 class TestHybridRetrieverStandard(RetrieversIntegrationTests):

@@ -9,7 +9,14 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from integration_corpus import CORPUS, QUERY
+from integration_corpus import (
+    CORPUS,
+    QUERY,
+    AsyncOnlyReranker,
+    HashEmbedder,
+    OverlapReranker,
+    count_pipeline_builds,
+)
 from llama_index.core import Settings
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MockEmbedding
@@ -22,6 +29,7 @@ from llama_index.core.instrumentation.events.rerank import (
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
 
 from rerank_plugins.integrations.llama_index import CrossEncoderRerank, HybridRetriever
 
@@ -211,6 +219,134 @@ async def test_hybrid_retriever_async_equals_sync(core_retriever, tiny_reranker)
 def test_hybrid_retriever_rejects_bad_k(core_retriever):
     with pytest.raises(ValueError):
         HybridRetriever(core_retriever, k=0)
+
+
+# ----------------------------------------------------------------------- structure (issue 16)
+class _SpanCollector:
+    """Collects the instrumentation spans that LlamaIndex opens while a block runs."""
+
+    def __enter__(self):
+        from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
+
+        self.handler = SimpleSpanHandler()
+        get_dispatcher().add_span_handler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        get_dispatcher().span_handlers.remove(self.handler)
+
+    def names(self) -> list[str]:
+        return [span.id_.rsplit("-", 5)[0] for span in self.handler.completed_spans]
+
+
+async def test_rerank_opens_a_span_and_a_callback_event_sync_and_async(tiny_reranker, nodes):
+    from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+
+    debug = LlamaDebugHandler()
+    rerank = CrossEncoderRerank(
+        reranker=tiny_reranker, top_n=3, callback_manager=CallbackManager([debug])
+    )
+    with _SpanCollector() as spans:
+        out = rerank.postprocess_nodes(nodes, query_str=QUERY)
+        aout = await rerank.apostprocess_nodes(nodes, query_str=QUERY)
+    names = spans.names()
+    assert "CrossEncoderRerank._postprocess_nodes" in names
+    assert "CrossEncoderRerank._apostprocess_nodes" in names
+    pairs = debug.get_event_pairs(CBEventType.RERANKING)
+    assert len(pairs) == 2
+    for (start, end), result in zip(pairs, (out, aout), strict=True):
+        assert start.payload["model_name"] == rerank.model
+        assert _ids(end.payload["nodes"]) == _ids(result)
+
+
+async def test_async_rerank_awaits_the_native_arerank(nodes):
+    reranker = AsyncOnlyReranker()
+    rerank = CrossEncoderRerank(reranker=reranker, top_n=4)
+    out = await rerank.apostprocess_nodes(nodes, query_str=QUERY)
+    assert reranker.async_calls == 1 and len(out) == 4
+    assert rerank.model == "async-only"
+    expected = OverlapReranker().rerank(QUERY, _texts(nodes), top_n=4)
+    assert _ids(out) == [nodes[r.index].node.node_id for r in expected]
+
+
+def test_rerank_passes_reranker_kwargs_and_rejects_clashes(tiny_ce_path, nodes):
+    rerank = CrossEncoderRerank(
+        model=tiny_ce_path, device="cpu", top_n=2, reranker_kwargs={"cache_size": 32}
+    )
+    rerank.postprocess_nodes(nodes, query_str=QUERY)
+    assert rerank.reranker.cache.maxsize == 32 and len(rerank.reranker.cache) == len(nodes)
+    with pytest.raises(ValueError, match=r"reranker_kwargs \['batch_size'\]"):
+        _ = CrossEncoderRerank(model=tiny_ce_path, reranker_kwargs={"batch_size": 2}).reranker
+    with pytest.raises(TypeError, match="core reranker surface"):
+        CrossEncoderRerank(reranker=object())
+
+
+def test_retriever_takes_any_core_surface_reranker_and_builds_one_pipeline(
+    core_retriever, monkeypatch
+):
+    built = count_pipeline_builds(monkeypatch)
+    overlap = OverlapReranker()
+    retriever = HybridRetriever(core_retriever, k=3, reranker=overlap, candidates=8)
+    out = retriever.retrieve(QUERY)
+    retriever.retrieve("stem cells in the brain")
+    assert len(built) == 1
+    candidates = core_retriever.search(QUERY, k=8)
+    ranked = overlap.rerank(QUERY, [h.text for h in candidates], top_n=3)
+    assert _ids(out) == [candidates[r.index].id for r in ranked]
+    with pytest.raises(ValueError, match="k=9 is above candidates=8"):
+        HybridRetriever(core_retriever, k=9, reranker=overlap, candidates=8).retrieve(QUERY)
+    with pytest.raises(TypeError, match="core reranker surface"):
+        HybridRetriever(core_retriever, reranker=object())
+    with pytest.raises(TypeError, match="search"):
+        HybridRetriever(object())
+
+
+def test_retriever_metadata_filters_reach_the_core(core_retriever):
+    filters = MetadataFilters(filters=[MetadataFilter(key="topic", value="oncology")])
+    out = HybridRetriever(core_retriever, k=10, filters=filters).retrieve(QUERY)
+    expected = core_retriever.search(QUERY, k=10, filter={"topic": {"$eq": "oncology"}})
+    assert _ids(out) == [h.id for h in expected]
+    assert out and all(n.node.metadata["topic"] == "oncology" for n in out)
+    reranked = HybridRetriever(
+        core_retriever, k=2, reranker=OverlapReranker(), filters={"topic": "neuro"}
+    ).retrieve(QUERY)
+    assert [n.node.metadata["topic"] for n in reranked] == ["neuro"]
+    with pytest.raises(ValueError, match="'text_match' has no translation"):
+        HybridRetriever(
+            core_retriever,
+            filters=MetadataFilters(
+                filters=[MetadataFilter(key="topic", value="onc", operator="text_match")]
+            ),
+        )
+
+
+def test_retriever_fusion_settings_and_deep_metadata(corpus):
+    metadatas = [{"topic": topic, "tags": [topic]} for _, _, topic in corpus]
+    retriever = HybridRetriever.from_texts(
+        [text for _, text, _ in corpus],
+        [doc_id for doc_id, _, _ in corpus],
+        metadatas,
+        k=len(corpus),
+        embedder=HashEmbedder(),
+        show_progress=False,
+        fusion="zscore",
+        weights={"dense": 3.0},
+        rrf_k=5,
+    )
+    core = retriever.retriever
+    assert (core.fusion, core.rrf_k, core.weights) == ("zscore", 5.0, {"dense": 3.0})
+    metadatas[0]["tags"].append("after-indexing")  # the caller's list is not the index's
+    assert core.get(corpus[0][0])[1]["tags"] == [corpus[0][2]]
+    out = retriever.retrieve(QUERY)
+    out[0].node.metadata["tags"].append("mutated")
+    again = {n.node.node_id: n for n in retriever.retrieve(QUERY)}
+    assert "mutated" not in again[out[0].node.node_id].node.metadata["tags"]
+    scored = NodeWithScore(node=TextNode(id_="x", text="t", metadata={"tags": ["a"]}), score=1.0)
+    copied = CrossEncoderRerank(reranker=OverlapReranker(), top_n=1).postprocess_nodes(
+        [scored], query_str="t"
+    )
+    copied[0].node.metadata["tags"].append("b")
+    assert scored.node.metadata["tags"] == ["a"]
 
 
 # ----------------------------------------------------------------------- end to end
