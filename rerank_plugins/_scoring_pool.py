@@ -43,7 +43,7 @@ class ScoringTimeout(RerankUnavailable):
     """The call started but did not return within its timeout (it is left to finish)."""
 
 
-def _poke(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
+def _poke(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[..., None]:
     """A thread-safe ``event.set`` for ``loop``; a no-op once the loop is closed."""
 
     def wake(*_: object) -> None:

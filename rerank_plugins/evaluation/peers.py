@@ -169,7 +169,7 @@ class LangChainPeer(_System):
                 texts, _langchain_embeddings(embedder, self.device), metadatas=metadatas
             )
             dense = store.as_retriever(search_kwargs={"k": self.candidates})
-            self.retriever = EnsembleRetriever(
+            self.retriever: Any = EnsembleRetriever(
                 retrievers=[bm25, dense], weights=self.rrf_weights, c=int(self.rrf_c)
             )
         else:

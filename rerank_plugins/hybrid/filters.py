@@ -242,6 +242,14 @@ def _subfilters(value: Any, op: str, where: str) -> list[Predicate]:
     return [compile_filter(item, where=f"{where}[{i}]") for i, item in enumerate(value)]
 
 
+def _any_of(subs: list[Predicate]) -> Predicate:
+    return lambda metadata: any(p(metadata) for p in subs)
+
+
+def _negation(inner: Predicate) -> Predicate:
+    return lambda metadata: not inner(metadata)
+
+
 def compile_filter(flt: Any, *, where: str = "filter") -> Predicate:
     """Check ``flt`` against the grammar and return a predicate ``metadata -> bool``."""
     if not isinstance(flt, Mapping):
@@ -254,13 +262,10 @@ def compile_filter(flt: Any, *, where: str = "filter") -> Predicate:
             raise TypeError(f"{where} keys must be str, got {key!r}")
         if key in ("$and", "$or"):
             subs = _subfilters(condition, key, where)
-            if key == "$and":
-                predicates.append(lambda m, subs=subs: all(p(m) for p in subs))
-            else:
-                predicates.append(lambda m, subs=subs: any(p(m) for p in subs))
+            predicates.append(_all_of(subs) if key == "$and" else _any_of(subs))
         elif key == "$not":
             inner = compile_filter(condition, where=f"{where}['$not']")
-            predicates.append(lambda m, inner=inner: not inner(m))
+            predicates.append(_negation(inner))
         elif key.startswith("$"):
             hint = (
                 " (field operators go inside a field: {'year': {'$gt': 2000}})"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import numbers
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -97,12 +96,14 @@ class CascadeReranker(BaseReranker):
                     f"{name} must be a reranker with score(query, passages), "
                     f"got {type(member).__name__}"
                 )
-        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral):
+        if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)):
             raise TypeError(f"keep must be an int, got {type(keep).__name__}")
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         if skip_margin is not None:
-            if isinstance(skip_margin, bool) or not isinstance(skip_margin, numbers.Real):
+            if isinstance(skip_margin, bool) or not isinstance(
+                skip_margin, (int, float, np.integer, np.floating)
+            ):
                 raise TypeError(f"skip_margin must be a number, got {type(skip_margin).__name__}")
             if not math.isfinite(skip_margin) or skip_margin < 0:
                 raise ValueError(f"skip_margin must be a finite number >= 0, got {skip_margin}")

@@ -200,6 +200,7 @@ class RemoteReranker(BaseReranker):
     def _post(self, query: str, texts: list[str]) -> np.ndarray:
         body = self._body(query, texts)
         client = self._sync_client()
+        failure: RemoteRerankError | None = None
         for attempt in range(self.max_retries + 1):
             try:
                 response = client.post(self.url, json=body)
@@ -209,7 +210,7 @@ class RemoteReranker(BaseReranker):
                 failure, delay = self._check_status(response, attempt)
                 if failure is None:
                     return self._scores(response, len(texts))
-            if attempt == self.max_retries:
+            if attempt == self.max_retries and failure is not None:
                 raise failure
             time.sleep(delay if delay is not None else self._delay(attempt, None))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -217,6 +218,7 @@ class RemoteReranker(BaseReranker):
     async def _apost(self, query: str, texts: list[str]) -> np.ndarray:
         body = self._body(query, texts)
         client = self._async_client()
+        failure: RemoteRerankError | None = None
         for attempt in range(self.max_retries + 1):
             try:
                 response = await client.post(self.url, json=body)
@@ -226,7 +228,7 @@ class RemoteReranker(BaseReranker):
                 failure, delay = self._check_status(response, attempt)
                 if failure is None:
                     return self._scores(response, len(texts))
-            if attempt == self.max_retries:
+            if attempt == self.max_retries and failure is not None:
                 raise failure
             await asyncio.sleep(delay if delay is not None else self._delay(attempt, None))
         raise AssertionError("unreachable")  # pragma: no cover

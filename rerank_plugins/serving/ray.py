@@ -127,7 +127,8 @@ def build_app(
         reranker_kwargs, num_gpus=num_gpus_per_replica, num_cpus=num_cpus_per_replica
     )
     kwargs.setdefault("activation", "none")  # the app applies the sigmoid for relevance_score
-    deployment = serve.deployment(RerankReplica, name=DEPLOYMENT_NAME).options(**options)
+    deployment: Any = serve.deployment(RerankReplica, name=DEPLOYMENT_NAME)
+    deployment = deployment.options(**options)
     return deployment.bind(os.fspath(model), kwargs, dict(app_kwargs or {}))
 
 

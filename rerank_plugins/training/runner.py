@@ -72,7 +72,7 @@ def _positive(name: str, value: Any, *, allow_float: bool = False) -> None:
         )
 
 
-def _reranker(model: str | Path, device: str, max_length: int, **kwargs: Any) -> Any:
+def _reranker(model: str | os.PathLike[str], device: str, max_length: int, **kwargs: Any) -> Any:
     from ..cross_encoder import CrossEncoderReranker
 
     return CrossEncoderReranker(
