@@ -19,7 +19,12 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
 _BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
-class NonFiniteScoreError(ValueError):
+class RerankerOutputError(ValueError):
+    """A reranker's output is unusable (wrong count, not numbers, NaN/inf): its fault, not the
+    caller's input; the pipeline falls back on it and the server answers 500."""
+
+
+class NonFiniteScoreError(RerankerOutputError):
     """A reranker produced NaN or an infinity; the pipeline falls back on it (``error`` says)."""
 
 
@@ -121,9 +126,9 @@ def check_finite_scores(
     """
     array = np.asarray(scores)
     if array.ndim != 1 or len(array) != expected:
-        raise ValueError(f"{source} returned {array.shape} scores for {expected} {what}s")
+        raise RerankerOutputError(f"{source} returned {array.shape} scores for {expected} {what}s")
     if array.dtype.kind not in "fiu":
-        raise TypeError(f"{source} returned {array.dtype} scores; expected numbers")
+        raise RerankerOutputError(f"{source} returned {array.dtype} scores; expected numbers")
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.flatnonzero(~finite)

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from .._files import publish_directory, staging_directory
 from .._files import sha256_file as sha256_of
+from . import bm25
 from .manifest import FORMAT_VERSION, READABLE_VERSIONS, Manifest, content_digest, describe
 
 try:  # POSIX; elsewhere saves serialize within the process only
@@ -62,7 +63,15 @@ BM25_FILES = (
     "indices.csc.index.npy",
     "indptr.csc.index.npy",
 )
-BM25_OPTIONAL = ("nonoccurrence_array.index.npy",)
+#: Optional: bm25s writes the first for some settings; the rest are our token ids and
+#: vocabulary (absent from indexes saved before they existed, which still load).
+BM25_OPTIONAL = (
+    "nonoccurrence_array.index.npy",
+    bm25.VOCAB_FILE,
+    bm25.TOKEN_IDS_FILE,
+    bm25.TOKEN_LENGTHS_FILE,
+    bm25.TOKENS_FILE,
+)
 
 logger = logging.getLogger(__name__)
 _process_locks: dict[str, threading.Lock] = {}

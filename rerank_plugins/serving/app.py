@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._validation import RerankerOutputError
 from ..types import Reranker
 from ._deps import require_serve_extra
 
@@ -309,6 +310,9 @@ class _RerankService:
             raise APIError(
                 503, str(error), error_type="unhealthy", headers={"Retry-After": "1"}
             ) from None
+        except RerankerOutputError as error:  # the model's fault (NaN, wrong count): not a 4xx
+            logger.error("the reranker returned unusable scores: %s", error)
+            raise APIError(500, f"scoring failed: {error}", error_type="backend") from None
         except ValueError as error:  # e.g. a query longer than the model window allows
             message = str(error)
             field = "query" if message.startswith("query") else None

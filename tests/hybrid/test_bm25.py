@@ -11,6 +11,7 @@ pytest.importorskip("bm25s")
 
 from rerank_plugins.hybrid import HybridRetriever, IndexFormatError
 from rerank_plugins.hybrid.bm25 import TOKEN_IDS_FILE, TOKENS_FILE, VOCAB_FILE, BM25Index
+from rerank_plugins.hybrid.manifest import content_digest, encode
 
 TEXTS = [
     "Vitamin D deficiency and heart disease in older patients",
@@ -102,8 +103,13 @@ def test_add_and_delete_after_load_tokenize_only_new_texts(tmp_path):
 def test_index_saved_without_token_ids_still_loads_and_updates(tmp_path):
     r = HybridRetriever.from_texts(TEXTS, retrievers=("bm25",))
     r.save(tmp_path / "old")
+    manifest_path = tmp_path / "old" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     for name in (TOKENS_FILE, TOKEN_IDS_FILE, "corpus_token_lengths.npy", VOCAB_FILE):
         (tmp_path / "old" / "bm25" / name).unlink()  # the layout written before this change
+        del manifest["files"][f"bm25/{name}"]  # ... whose manifest never listed them
+    manifest["content_sha256"] = content_digest(manifest)
+    manifest_path.write_bytes(encode(manifest))
     loaded = HybridRetriever.load(tmp_path / "old")
     assert loaded.search_many(QUERIES, k=3) == r.search_many(QUERIES, k=3)
     loaded.add(["zebrafish fins"], ids=["z"])

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from rerank_plugins._validation import RerankerOutputError
 from rerank_plugins.rerankers import BaseReranker
 from rerank_plugins.serving.batcher import BatcherClosedError, PairBatcher, QueueFullError
 
@@ -162,7 +163,7 @@ async def test_wrong_score_count_is_an_error_not_a_hang():
             return np.zeros(len(passages) - 1, dtype=np.float32)
 
     batcher = PairBatcher(Short(), max_wait_ms=0)
-    with pytest.raises(RuntimeError, match="1 scores for 2 pairs"):
+    with pytest.raises(RerankerOutputError, match=r"\(1,\) scores for 2 pairs"):
         await batcher.submit(["q", "q"], ["a", "b"])
     await batcher.stop()
 
