@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import RerankerOutputError
+from .._validation import RerankerOutputError, check_positive_int
 from ..types import Reranker
 from ._deps import require_serve_extra
 
@@ -104,8 +104,7 @@ def create_app(
         ("max_documents", max_documents),
         ("max_request_bytes", max_request_bytes),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     if scores is None:
         scores = "probabilities" if getattr(reranker, "activation", None) == "sigmoid" else "logits"
     if scores not in ("logits", "probabilities"):

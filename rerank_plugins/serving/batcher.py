@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .._validation import check_positive_int
 from ..types import Reranker
 
 T = TypeVar("T")
@@ -127,8 +128,7 @@ class PairBatcher:
             ("max_queue_pairs", max_queue_pairs),
             ("max_batch_pairs", max_batch_pairs),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         if not math.isfinite(max_wait_ms) or max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
         if not callable(getattr(reranker, "score_pairs", None)):

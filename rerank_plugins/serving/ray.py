@@ -33,6 +33,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         'pip install "rerank-plugins[ray]"'
     ) from error
 
+from .._validation import check_positive_int
 from ..distributed.cluster import actor_reranker_kwargs
 from ._deps import require_serve_extra
 
@@ -143,8 +144,8 @@ def _deployment_options(
     max_ongoing_requests: int,
 ) -> dict[str, Any]:
     """Serve deployment options from the arguments, each checked with a message naming it."""
-    _check_int("num_replicas", num_replicas)
-    _check_int("max_ongoing_requests", max_ongoing_requests)
+    check_positive_int(num_replicas, "num_replicas")
+    check_positive_int(max_ongoing_requests, "max_ongoing_requests")
     if num_gpus < 0:
         raise ValueError(f"num_gpus_per_replica must be >= 0, got {num_gpus}")
     if num_cpus <= 0:
@@ -164,7 +165,7 @@ def _deployment_options(
     low = 1 if min_replicas is None else min_replicas
     if isinstance(low, bool) or not isinstance(low, int) or low < 0:
         raise ValueError(f"min_replicas must be an int >= 0, got {min_replicas!r}")
-    _check_int("max_replicas", max_replicas)
+    check_positive_int(max_replicas, "max_replicas")
     if low > max_replicas:
         raise ValueError(f"min_replicas={low} is above max_replicas={max_replicas}")
     config: dict[str, Any] = {"min_replicas": low, "max_replicas": max_replicas}
@@ -177,8 +178,3 @@ def _deployment_options(
         config["target_ongoing_requests"] = target_ongoing_requests
     options["autoscaling_config"] = config
     return options
-
-
-def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
