@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import unicodedata
@@ -170,14 +171,22 @@ def check_top_n(top_n: int | None) -> int | None:
 
 
 @overload
-def check_positive_int(value: object, name: str, *, allow_none: Literal[False] = False) -> int: ...
+def check_positive_int(
+    value: object, name: str, *, allow_none: Literal[False] = False, minimum: int = 1
+) -> int: ...
 @overload
-def check_positive_int(value: object, name: str, *, allow_none: Literal[True]) -> int | None: ...
-def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
-    """Return ``value`` as an int if it is one and >= 1 (``None`` too with ``allow_none``).
+def check_positive_int(
+    value: object, name: str, *, allow_none: Literal[True], minimum: int = 1
+) -> int | None: ...
+def check_positive_int(
+    value: object, name: str, *, allow_none: bool = False, minimum: int = 1
+) -> int | None:
+    """Return ``value`` as an int if it is one and >= ``minimum`` (``None`` too with ``allow_none``).
 
     Rejects bools and floats (``2.5``, ``2.0``) with a ValueError naming ``name``, so a bad
-    setting fails where it is given, not later where it is used.
+    setting fails where it is given, not later where it is used. (:func:`check_int` is the
+    same check raising TypeError for a non-int, for arguments of the Python API where the
+    type is the mistake; this one is for settings, which arrive from configs and CLIs.)
 
     Example:
         >>> check_positive_int(3, "top_k")
@@ -189,7 +198,34 @@ def check_positive_int(value: object, name: str, *, allow_none: bool = False) ->
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         also = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be a positive int (>= 1){also}, got {value!r}")
+        kind = "a positive int" if minimum == 1 else "an int"
+        raise ValueError(f"{name} must be {kind} (>= {minimum}){also}, got {value!r}")
     return int(value)
+
+
+def accepts_keyword(function: object, name: str) -> bool:
+    """Whether ``function`` takes keyword ``name`` (explicitly or through ``**kwargs``).
+
+    How the pipeline and the adapters decide whether a retriever's ``search`` can take
+    ``candidates=`` or ``filter=`` before passing it (a clear error instead of a TypeError
+    from deep inside a user's retriever).
+
+    Example:
+        >>> accepts_keyword(lambda query, k=10, *, filter=None: [], "filter")
+        True
+        >>> accepts_keyword(lambda query, k=10: [], "filter")
+        False
+    """
+    if not callable(function):
+        return False
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        (p.name == name and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )

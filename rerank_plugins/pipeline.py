@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from ._scores import minmax_rows
 from ._scoring_pool import RerankUnavailable, ScoringPool, ScoringTimeout
 from ._validation import (
     NonFiniteScoreError,
+    accepts_keyword,
     check_finite_scores,
     check_int,
     check_number,
@@ -74,21 +75,6 @@ def _as_hit(item: Any, position: int) -> Hit:
     raise TypeError(
         f"first-stage result {position} must be a Hit or an (id, text, score[, metadata]) "
         f"tuple, got {type(item).__name__}"
-    )
-
-
-def _accepts_keyword(function: Any, name: str) -> bool:
-    """Whether ``function`` takes keyword ``name`` (explicitly or through ``**kwargs``)."""
-    if not callable(function):
-        return False
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        (p.name == name and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
-        or p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in parameters
     )
 
 
@@ -214,7 +200,7 @@ class RerankPipeline:
         if retriever_depth is not None:
             if isinstance(retriever_depth, bool) or not isinstance(retriever_depth, int):
                 raise TypeError(f"retriever_depth must be an int, got {retriever_depth!r}")
-            if not _accepts_keyword(getattr(retriever, "search", None), "candidates"):
+            if not accepts_keyword(getattr(retriever, "search", None), "candidates"):
                 raise TypeError(
                     "retriever_depth needs a retriever whose search() takes a 'candidates' "
                     f"keyword (like HybridRetriever); {type(retriever).__name__} does not"
@@ -229,7 +215,7 @@ class RerankPipeline:
         self._search_many = (
             search_many
             if callable(search_many)
-            and (not self._search_kwargs or _accepts_keyword(search_many, "candidates"))
+            and (not self._search_kwargs or accepts_keyword(search_many, "candidates"))
             else None
         )
         self.candidates = candidates
@@ -241,20 +227,61 @@ class RerankPipeline:
         self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------ stages
-    def retrieve(self, query: str, k: int | None = None) -> list[Hit]:
-        """First stage only: ``k`` (default ``candidates``) hits in first-stage order."""
+    def _call_kwargs(self, search_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The pipeline's own search keywords plus one call's ``search_kwargs``, checked.
+
+        ``k`` and ``candidates`` belong to the pipeline (``candidates``, ``retriever_depth``);
+        every other key must be a keyword the retriever's ``search`` takes, so a misspelt
+        ``filtr=`` is an error here rather than silently unfiltered results.
+        """
+        if not search_kwargs:
+            return self._search_kwargs
+        if not isinstance(search_kwargs, Mapping):
+            raise TypeError(f"search_kwargs must be a mapping, got {type(search_kwargs).__name__}")
+        search = getattr(self.retriever, "search", None)
+        if not isinstance(self.retriever, SearchesHits) or search is None:
+            raise TypeError(
+                "search_kwargs needs a retriever with search(query, k, **kwargs); "
+                "a plain function first stage takes only (query, k)"
+            )
+        for key in search_kwargs:
+            if key in ("k", "candidates"):
+                raise ValueError(
+                    f"search_kwargs may not set {key!r}: it is the pipeline's own "
+                    "(set candidates= or retriever_depth= on RerankPipeline)"
+                )
+            if not accepts_keyword(search, str(key)):
+                raise TypeError(
+                    f"search_kwargs has {key!r}, which {type(self.retriever).__name__}.search "
+                    "does not take"
+                )
+        return {**self._search_kwargs, **search_kwargs}
+
+    def retrieve(
+        self, query: str, k: int | None = None, *, search_kwargs: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """First stage only: ``k`` (default ``candidates``) hits in first-stage order.
+
+        ``search_kwargs`` go to this call's ``retriever.search`` (e.g. ``{"filter": {...}}``
+        for a :class:`~rerank_plugins.HybridRetriever`).
+        """
         k = k or self.candidates
+        kwargs = self._call_kwargs(search_kwargs)
         raw: Iterable[Any]
         if isinstance(self.retriever, SearchesHits):
-            raw = self.retriever.search(query, k=k, **self._search_kwargs)
+            raw = self.retriever.search(query, k=k, **kwargs)
         else:
             raw = self.retriever(query, k)
         return [_as_hit(item, position) for position, item in enumerate(raw)]
 
-    def _retrieve_many(self, queries: list[str]) -> list[list[Hit]]:
-        if self._search_many is None:
-            return [self.retrieve(query) for query in queries]
-        raw_lists = self._search_many(queries, k=self.candidates, **self._search_kwargs)
+    def _retrieve_many(
+        self, queries: list[str], search_kwargs: Mapping[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        kwargs = self._call_kwargs(search_kwargs)
+        many = self._search_many
+        if many is None or any(not accepts_keyword(many, str(key)) for key in kwargs):
+            return [self.retrieve(query, search_kwargs=search_kwargs) for query in queries]
+        raw_lists = many(queries, k=self.candidates, **kwargs)
         return [[_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists]
 
     def _stage(self, queries: list[str], hit_lists: list[list[Hit]], start: float) -> _Stage:
@@ -388,33 +415,41 @@ class RerankPipeline:
         ]
 
     # ------------------------------------------------------------------ public
-    def run(self, query: str) -> PipelineResult:
-        """Retrieve candidates, rerank the top ones, return the best ``top_k`` with timings."""
+    def run(self, query: str, *, search_kwargs: Mapping[str, Any] | None = None) -> PipelineResult:
+        """Retrieve candidates, rerank the top ones, return the best ``top_k`` with timings.
+
+        ``search_kwargs`` are this query's extra first-stage keywords, e.g.
+        ``pipeline.run(q, search_kwargs={"filter": {"year": {"$gte": 2020}}})``.
+        """
         query = check_query(query)
         start = time.perf_counter()
-        stage = self._stage([query], [self.retrieve(query)], start)
+        stage = self._stage([query], [self.retrieve(query, search_kwargs=search_kwargs)], start)
         texts = [h.text for h in stage.heads[0]]
         return self._finish(stage, self._score(stage, lambda: self.reranker.score(query, texts)))[0]
 
-    def run_many(self, queries: Sequence[str]) -> list[PipelineResult]:
+    def run_many(
+        self, queries: Sequence[str], *, search_kwargs: Mapping[str, Any] | None = None
+    ) -> list[PipelineResult]:
         """Run several queries; their pairs share reranker batches when it has ``score_pairs``.
 
         Timings are per query: each query's share of the batched stage times. The batch gets
         ``rerank_timeout`` per query; if the shared reranking fails or times out, every query
-        falls back to first-stage order.
+        falls back to first-stage order. ``search_kwargs`` apply to every query.
         """
         checked = [check_query(q, where=f"queries[{i}]") for i, q in enumerate(queries)]
         if not checked:
             return []
         score_pairs = getattr(self.reranker, "score_pairs", None)
         if score_pairs is None:
-            return [self.run(query) for query in checked]
+            return [self.run(query, search_kwargs=search_kwargs) for query in checked]
         start = time.perf_counter()
-        stage = self._stage(checked, self._retrieve_many(checked), start)
+        stage = self._stage(checked, self._retrieve_many(checked, search_kwargs), start)
         pairs = stage.pairs
         return self._finish(stage, self._score(stage, lambda: score_pairs(pairs)))
 
-    async def arun(self, query: str) -> PipelineResult:
+    async def arun(
+        self, query: str, *, search_kwargs: Mapping[str, Any] | None = None
+    ) -> PipelineResult:
         """Async :meth:`run`: the first stage runs in a thread, scoring uses ``ascore``.
 
         Results equal :meth:`run`'s. A reranker whose ``ascore`` is real async I/O is awaited
@@ -423,7 +458,8 @@ class RerankPipeline:
         """
         query = check_query(query)
         start = time.perf_counter()
-        stage = self._stage([query], [await asyncio.to_thread(self.retrieve, query)], start)
+        retrieve = partial(self.retrieve, query, search_kwargs=search_kwargs)
+        stage = self._stage([query], [await asyncio.to_thread(retrieve)], start)
         texts = [h.text for h in stage.heads[0]]
         ascore = getattr(self.reranker, "ascore", None)
         outcome = await self._ascore(
@@ -434,16 +470,20 @@ class RerankPipeline:
         )
         return self._finish(stage, outcome)[0]
 
-    async def arun_many(self, queries: Sequence[str]) -> list[PipelineResult]:
+    async def arun_many(
+        self, queries: Sequence[str], *, search_kwargs: Mapping[str, Any] | None = None
+    ) -> list[PipelineResult]:
         """Async :meth:`run_many` (pairs share batches via ``ascore_pairs``/``score_pairs``)."""
         checked = [check_query(q, where=f"queries[{i}]") for i, q in enumerate(queries)]
         if not checked:
             return []
         score_pairs = getattr(self.reranker, "score_pairs", None)
         if score_pairs is None:
-            return list(await asyncio.gather(*(self.arun(query) for query in checked)))
+            runs = (self.arun(query, search_kwargs=search_kwargs) for query in checked)
+            return list(await asyncio.gather(*runs))
         start = time.perf_counter()
-        stage = self._stage(checked, await asyncio.to_thread(self._retrieve_many, checked), start)
+        hit_lists = await asyncio.to_thread(self._retrieve_many, checked, search_kwargs)
+        stage = self._stage(checked, hit_lists, start)
         pairs = stage.pairs
         ascore_pairs = getattr(self.reranker, "ascore_pairs", None)
         outcome = await self._ascore(

@@ -249,3 +249,83 @@ def test_run_many_blends_with_first_stage_scores_like_run():
     assert [h.id for h in single.hits] == ["d1", "d2", "d3", "d4", "d5"]
     assert [h.id for h in batched.hits] == [h.id for h in single.hits]
     assert [h.retrieval_score for h in batched.hits] == [10.0, 9.0, 8.0, 7.0, 6.0]
+
+
+class FilteringRetriever(ListRetriever):
+    """First stage with a per-call ``filter=`` (drops the ids it names) and a batched path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filters: list[object] = []
+        self.batched = 0
+
+    def search(self, query: str, k: int = 10, *, filter=None) -> list[Hit]:  # noqa: A002
+        self.filters.append(filter)
+        hits = super().search(query, k=len(self.order))
+        drop = set((filter or {}).get("drop", ()))
+        return [h for h in hits if h.id not in drop][:k]
+
+    def search_many(self, queries, k: int = 10, *, filter=None):  # noqa: A002
+        self.batched += 1
+        return [self.search(q, k=k, filter=filter) for q in queries]
+
+
+def test_search_kwargs_reach_this_call_only():
+    retriever = FilteringRetriever()
+    pipeline = RerankPipeline(retriever, LengthReranker(), candidates=5, top_k=5)
+    filtered = pipeline.run("q", search_kwargs={"filter": {"drop": ["d3"]}})
+    assert "d3" not in [h.id for h in filtered.hits] and len(filtered.hits) == 4
+    plain = pipeline.run("q")
+    assert "d3" in [h.id for h in plain.hits]
+    assert retriever.filters == [{"drop": ["d3"]}, None]
+
+
+def test_search_kwargs_in_run_many_arun_and_arun_many():
+    retriever = FilteringRetriever()
+    pipeline = RerankPipeline(retriever, LengthReranker(), candidates=5, top_k=5)
+    kwargs = {"filter": {"drop": ["d1", "d5"]}}
+    many = pipeline.run_many(["a", "b"], search_kwargs=kwargs)
+    assert retriever.batched == 1  # still one batched first-stage call
+    one = asyncio.run(pipeline.arun("a", search_kwargs=kwargs))
+    amany = asyncio.run(pipeline.arun_many(["a", "b"], search_kwargs=kwargs))
+    for result in [*many, one, *amany]:
+        assert sorted(h.id for h in result.hits) == ["d2", "d3", "d4"]
+    assert [h.id for h in one.hits] == [h.id for h in many[0].hits]
+
+
+def test_concurrent_queries_keep_their_own_search_kwargs():
+    retriever = FilteringRetriever()
+    pipeline = RerankPipeline(retriever, LengthReranker(delay=0.01), candidates=5, top_k=5)
+
+    async def both():
+        return await asyncio.gather(
+            *(
+                pipeline.arun(f"q{i}", search_kwargs={"filter": {"drop": [f"d{i}"]}})
+                for i in range(1, 6)
+            )
+        )
+
+    for i, result in enumerate(asyncio.run(both()), start=1):
+        assert f"d{i}" not in {h.id for h in result.hits} and len(result.hits) == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"filtr": {}}, TypeError, "'filtr', which FilteringRetriever.search does not take"),
+        ({"k": 3}, ValueError, "may not set 'k'"),
+        ({"candidates": 3}, ValueError, "may not set 'candidates'"),
+        ([("filter", {})], TypeError, "search_kwargs must be a mapping"),
+    ],
+)
+def test_bad_search_kwargs_name_the_problem(kwargs, error, message):
+    pipeline = RerankPipeline(FilteringRetriever(), LengthReranker(), candidates=5)
+    with pytest.raises(error, match=message):
+        pipeline.run("q", search_kwargs=kwargs)
+
+
+def test_search_kwargs_need_a_search_method():
+    pipeline = RerankPipeline(lambda q, k: [("d1", "x", 1.0)], LengthReranker(), candidates=1)
+    with pytest.raises(TypeError, match="plain function first stage"):
+        pipeline.run("q", search_kwargs={"filter": {}})
+    assert pipeline.run("q", search_kwargs={}).hits[0].id == "d1"  # empty is no kwargs

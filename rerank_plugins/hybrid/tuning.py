@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_query
+from .._validation import check_positive_int, check_query
 from . import fusion as _fusion
 
 if TYPE_CHECKING:
@@ -115,12 +115,6 @@ def _check_shares(shares: Sequence[float]) -> list[float]:
     if not out:
         raise ValueError("shares is empty")
     return out
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- settings
@@ -364,7 +358,7 @@ def tune_fusion(
     metric = f"{name}@{cut}"
     chosen_methods = _check_methods(methods)
     checked_shares = _check_shares(shares)
-    folds = _check_int(folds, "folds", 2)
+    folds = check_positive_int(folds, "folds", minimum=2)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
         raise ValueError(f"margin must be a number >= 0, got {margin!r}")
     texts, judged, skipped = _check_labels(queries, qrels)

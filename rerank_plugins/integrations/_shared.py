@@ -11,18 +11,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import copy
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .._validation import check_positive_int
+from .._validation import accepts_keyword, check_positive_int
 from ..types import Hit, Reranker, SearchesHits
 
 #: Metadata keys the adapters add; kept out of the text a model or an LLM sees.
@@ -129,50 +127,6 @@ class LazyReranker:
 
 
 # ---------------------------------------------------------------------------- searching
-#: The core filter of the query being run (read by :class:`_FilteredSearch`).
-_CURRENT_FILTER: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "rerank_plugins_adapter_filter", default=None
-)
-
-
-def _accepts(function: Any, name: str) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-
-class _FilteredSearch:
-    """The core retriever as the pipeline's first stage, filtered per query.
-
-    The pipeline is built once, but each query may carry its own metadata filter: it travels
-    in a context variable, so concurrent queries (threads, or tasks whose work runs in
-    ``asyncio.to_thread``, which copies the context) each see their own.
-    """
-
-    def __init__(self, retriever: SearchesHits) -> None:
-        self.retriever = retriever
-
-    def search(self, query: str, k: int = 10, *, candidates: int | None = None) -> list[Hit]:
-        kwargs: dict[str, Any] = {}
-        if candidates is not None:
-            kwargs["candidates"] = candidates
-        flt = _CURRENT_FILTER.get()
-        if flt is not None:
-            kwargs["filter"] = flt
-        return list(self.retriever.search(query, k=k, **kwargs))
-
-
-@contextmanager
-def _filter_scope(flt: Mapping[str, Any] | None) -> Iterator[None]:
-    token = _CURRENT_FILTER.set(flt)
-    try:
-        yield
-    finally:
-        _CURRENT_FILTER.reset(token)
-
-
 @dataclass(frozen=True)
 class SearchOptions:
     """One query's settings: how many hits, the reranker and its pipeline, the core filter."""
@@ -226,12 +180,9 @@ class SearchRunner:
                 from ..pipeline import RerankPipeline
 
                 depth = candidates if candidates is not None else _default_candidates()
-                first = (
-                    _FilteredSearch(retriever)
-                    if _accepts(retriever.search, "filter")
-                    else retriever
+                pipeline = RerankPipeline(
+                    retriever, reranker, candidates=depth, top_k=depth, **kwargs
                 )
-                pipeline = RerankPipeline(first, reranker, candidates=depth, top_k=depth, **kwargs)
                 if self._pipeline is not None:
                     self._pipeline.close()
                 self._pipeline, self._key = pipeline, key
@@ -240,7 +191,7 @@ class SearchRunner:
     def _prepare(self, retriever: SearchesHits, options: SearchOptions) -> Any:
         """The pipeline to run ``options`` with (``None``: search only), after checking them."""
         check_positive_int(options.k, "k")
-        if options.filter is not None and not _accepts(retriever.search, "filter"):
+        if options.filter is not None and not accepts_keyword(retriever.search, "filter"):
             raise TypeError(
                 f"a metadata filter needs a retriever whose search() takes filter=; "
                 f"{type(retriever).__name__} does not"
@@ -265,8 +216,8 @@ class SearchRunner:
         pipeline = self._prepare(retriever, options)
         if pipeline is None:
             return list(retriever.search(query, k=options.k, **options.search_kwargs()))
-        with _filter_scope(options.filter):
-            return list(pipeline.run(query).hits[: options.k])
+        result = pipeline.run(query, search_kwargs=options.search_kwargs())
+        return list(result.hits[: options.k])
 
     async def asearch(
         self, retriever: SearchesHits, query: str, options: SearchOptions
@@ -276,8 +227,7 @@ class SearchRunner:
         if pipeline is None:
             search = partial(retriever.search, query, k=options.k, **options.search_kwargs())
             return list(await asyncio.to_thread(search))
-        with _filter_scope(options.filter):
-            result = await pipeline.arun(query)
+        result = await pipeline.arun(query, search_kwargs=options.search_kwargs())
         return list(result.hits[: options.k])
 
     def close(self) -> None:
