@@ -118,10 +118,14 @@ def build_tiny_cross_encoder(
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces]
     vocab += [f"##{c}" for c in string.ascii_lowercase + string.digits]
     vocab += [w for w in dict.fromkeys(WORDS) if w not in vocab]
-    vocab_file = directory / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    # vocab= (a dict), not vocab_file=: transformers 5 builds the fast tokenizer from a
+    # vocab_file without its WordPiece vocab, so every word became [UNK].
+    tokenizer = BertTokenizerFast(
+        vocab={piece: i for i, piece in enumerate(vocab)}, do_lower_case=True
+    )
     tokenizer.model_max_length = 128
+    probe = tokenizer.tokenize(f"{WORDS[0]} xyz")
+    assert "[UNK]" not in probe, f"the tiny tokenizer lost its vocabulary: {probe}"
     tokenizer.save_pretrained(directory)
     torch.manual_seed(seed)
     config = BertConfig(
