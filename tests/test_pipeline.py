@@ -259,13 +259,13 @@ class FilteringRetriever(ListRetriever):
         self.filters: list[object] = []
         self.batched = 0
 
-    def search(self, query: str, k: int = 10, *, filter=None) -> list[Hit]:  # noqa: A002
+    def search(self, query: str, k: int = 10, *, filter=None) -> list[Hit]:
         self.filters.append(filter)
         hits = super().search(query, k=len(self.order))
         drop = set((filter or {}).get("drop", ()))
         return [h for h in hits if h.id not in drop][:k]
 
-    def search_many(self, queries, k: int = 10, *, filter=None):  # noqa: A002
+    def search_many(self, queries, k: int = 10, *, filter=None):
         self.batched += 1
         return [self.search(q, k=k, filter=filter) for q in queries]
 

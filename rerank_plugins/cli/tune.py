@@ -109,7 +109,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         for name in ("first_stage", "before", "teacher", "after", "int8")
         if evaluation.get(name) and "ndcg@10" in evaluation[name]
     }
-    print(json.dumps({"model": str(result.path), "eval": summary}, indent=2))
+    warnings = result.report.get("warnings") or []
+    print(json.dumps({"model": str(result.path), "eval": summary, "warnings": warnings}, indent=2))
+    for warning in warnings:
+        log(f"warning: {warning}")
     log(
         f"wrote {result.path} (training_report.json, README.md) in "
         f"{result.report['timings']['total_s']:.0f} s"

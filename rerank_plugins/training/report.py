@@ -229,7 +229,40 @@ def model_card(report: Mapping[str, Any]) -> str:
         "Full details: `training_report.json`.",
         "",
     ]
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines[3:3] = ["", "**Warning**:", *(f"- {w}" for w in warnings)]
     return "\n".join(lines)
+
+
+#: How far a distilled student may fall behind its teacher before the report warns.
+STUDENT_TOLERANCE = 0.01
+
+
+def verdict(evaluation: Mapping[str, Any]) -> list[str]:
+    """Warnings a user must see before deploying the result (empty: nothing to warn about).
+
+    A tuned model that reranks the first stage's candidates *worse* than the first stage
+    ranked them would lower quality in production; so would a student far behind its teacher.
+    """
+    after = evaluation.get("after") or {}
+    if "ndcg@10" not in after:
+        return []
+    warnings: list[str] = []
+    first = (evaluation.get("first_stage") or {}).get("ndcg@10")
+    if first is not None and after["ndcg@10"] < first:
+        warnings.append(
+            f"the tuned model reranks worse than the first stage on the eval split (NDCG@10 "
+            f"{after['ndcg@10']:.4f} < {first:.4f}): do not deploy it as is; train longer "
+            "(--epochs), start from a cross-encoder (--base), or distil from one (--teacher)"
+        )
+    teacher = (evaluation.get("teacher") or {}).get("ndcg@10")
+    if teacher is not None and after["ndcg@10"] < teacher - STUDENT_TOLERANCE:
+        warnings.append(
+            f"the model is {teacher - after['ndcg@10']:.4f} NDCG@10 behind its teacher "
+            f"({after['ndcg@10']:.4f} vs {teacher:.4f}; tolerance {STUDENT_TOLERANCE})"
+        )
+    return warnings
 
 
 def write_model_card(directory: Path, report: Mapping[str, Any]) -> Path:

@@ -409,6 +409,9 @@ def tune(
             "machine": {**machine_info(), "device": torch_device},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        report["warnings"] = reporting.verdict(evaluation)
+        for warning in report["warnings"]:
+            logger.warning("%s", warning)
         if export_int8:
             report["int8_export"] = {
                 "cache_dir": ONNX_DIR,

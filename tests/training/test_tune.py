@@ -12,6 +12,7 @@ from rp_test_support import HashEmbedder
 
 from rerank_plugins import CrossEncoderReranker, ModelNotFoundError
 from rerank_plugins.cli import main
+from rerank_plugins.training import report as reporting
 from rerank_plugins.training import runner as tune_runner
 from rerank_plugins.training import student_layer_ids, tune
 
@@ -59,6 +60,8 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     assert trend["last"] < trend["first"], report["training"]["loss_history"]
     card = (out / "README.md").read_text()
     assert "mnrl" in card and "NDCG@10" in card and str(tiny_ce_path) in card
+    assert report["warnings"] == reporting.verdict(evaluation)
+    assert ("**Warning**" in card) == bool(report["warnings"])
 
     reranker = CrossEncoderReranker(out, device="cpu")
     assert reranker.max_length == report["settings"]["serve_length"]
