@@ -50,8 +50,13 @@ def build_tiny_sentence_transformer(
 ) -> Path:
     """A random 2-layer BERT + mean pooling saved as a sentence-transformers model."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    try:  # sentence-transformers >= 6 moved the modules; the old path warns there
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models  # type: ignore[no-redef]
 
     bert_dir = directory / "bert"
     tokenizer = BertTokenizerFast.from_pretrained(tokenizer_source)

@@ -39,7 +39,8 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None
 ) -> None:
     out = tmp_path / "model"
-    result = _run(tiny_beir, out, base=tiny_ce_path, epochs=6, lr=2e-3, export_int8=True)
+    # 60 steps: with a real vocabulary the random model needs them to fit 8 queries
+    result = _run(tiny_beir, out, base=tiny_ce_path, epochs=30, lr=3e-3, export_int8=True)
     assert result.path == out.absolute()
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "training_report.json"} <= names
@@ -56,8 +57,8 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     assert evaluation["after"]["pairs_per_s"] > 0
     assert evaluation["int8"]["parity"]["fp32_max_abs_diff_vs_torch"] < 1e-3
     trend = report["training"]["loss_trend"]
-    assert report["training"]["steps"] == 12  # ceil(8 rows / 4) x 6 epochs
-    assert trend["last"] < trend["first"], report["training"]["loss_history"]
+    assert report["training"]["steps"] == 60  # ceil(8 rows / 4) x 30 epochs
+    assert trend["last"] < trend["first"] - 0.2, report["training"]["loss_history"]
     card = (out / "README.md").read_text()
     assert "mnrl" in card and "NDCG@10" in card and str(tiny_ce_path) in card
     assert report["warnings"] == reporting.verdict(evaluation)
