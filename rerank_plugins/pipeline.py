@@ -6,32 +6,27 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from ._first_stage import FirstStage, SearchFunction
 from ._scores import minmax_rows
 from ._scoring_pool import RerankUnavailable, ScoringPool, ScoringTimeout
 from ._validation import (
     NonFiniteScoreError,
-    accepts_keyword,
     check_finite_scores,
     check_int,
     check_number,
     check_query,
-    check_retriever_depth,
 )
 from .rerankers.base import BaseReranker
 from .types import Hit, ScoresPassages, SearchesHits
 
 logger = logging.getLogger(__name__)
-
-
-#: A plain function first stage: ``(query, k) -> iterable of (id, text, score)`` or Hits.
-SearchFunction = Callable[[str, int], Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -50,32 +45,6 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
     reranked: bool = True
     error: str | None = None
-
-
-def _as_hit(item: Any, position: int) -> Hit:
-    """A first-stage result as a Hit whose ``retrieval_score`` is set (blending reads it)."""
-    if isinstance(item, Hit):
-        return (
-            item if item.retrieval_score is not None else replace(item, retrieval_score=item.score)
-        )
-    if isinstance(item, (tuple, list)) and len(item) >= 3:
-        doc_id, text, score = item[0], item[1], item[2]
-        metadata = dict(item[3]) if len(item) > 3 and item[3] is not None else {}
-        if not isinstance(text, str):
-            raise TypeError(
-                f"first-stage result {position} has a {type(text).__name__} text; expected str"
-            )
-        return Hit(
-            id=str(doc_id),
-            text=text,
-            score=float(score),
-            metadata=metadata,
-            retrieval_score=float(score),
-        )
-    raise TypeError(
-        f"first-stage result {position} must be a Hit or an (id, text, score[, metadata]) "
-        f"tuple, got {type(item).__name__}"
-    )
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -196,28 +165,10 @@ class RerankPipeline:
                 raise ValueError(f"blend_weight must be within [0, 1], got {blend_weight}")
         self.rerank_workers = check_int(rerank_workers, "rerank_workers")
         self.rerank_queue = check_int(rerank_queue, "rerank_queue", minimum=0)
-        self._search_kwargs: dict[str, Any] = {}
-        if retriever_depth is not None:
-            if isinstance(retriever_depth, bool) or not isinstance(retriever_depth, int):
-                raise TypeError(f"retriever_depth must be an int, got {retriever_depth!r}")
-            if not accepts_keyword(getattr(retriever, "search", None), "candidates"):
-                raise TypeError(
-                    "retriever_depth needs a retriever whose search() takes a 'candidates' "
-                    f"keyword (like HybridRetriever); {type(retriever).__name__} does not"
-                )
-            check_retriever_depth(retriever_depth, candidates)
-            self._search_kwargs["candidates"] = retriever_depth
+        self._first = FirstStage(retriever, candidates=candidates, retriever_depth=retriever_depth)
         self.retriever = retriever
         self.reranker = reranker
         self.retriever_depth = retriever_depth
-        # The batched first stage, when the retriever has one that takes these settings.
-        search_many = getattr(retriever, "search_many", None)
-        self._search_many = (
-            search_many
-            if callable(search_many)
-            and (not self._search_kwargs or accepts_keyword(search_many, "candidates"))
-            else None
-        )
         self.candidates = candidates
         self.rerank_top = rerank_top
         self.top_k = top_k
@@ -227,36 +178,6 @@ class RerankPipeline:
         self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------ stages
-    def _call_kwargs(self, search_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The pipeline's own search keywords plus one call's ``search_kwargs``, checked.
-
-        ``k`` and ``candidates`` belong to the pipeline (``candidates``, ``retriever_depth``);
-        every other key must be a keyword the retriever's ``search`` takes, so a misspelt
-        ``filtr=`` is an error here rather than silently unfiltered results.
-        """
-        if not search_kwargs:
-            return self._search_kwargs
-        if not isinstance(search_kwargs, Mapping):
-            raise TypeError(f"search_kwargs must be a mapping, got {type(search_kwargs).__name__}")
-        search = getattr(self.retriever, "search", None)
-        if not isinstance(self.retriever, SearchesHits) or search is None:
-            raise TypeError(
-                "search_kwargs needs a retriever with search(query, k, **kwargs); "
-                "a plain function first stage takes only (query, k)"
-            )
-        for key in search_kwargs:
-            if key in ("k", "candidates"):
-                raise ValueError(
-                    f"search_kwargs may not set {key!r}: it is the pipeline's own "
-                    "(set candidates= or retriever_depth= on RerankPipeline)"
-                )
-            if not accepts_keyword(search, str(key)):
-                raise TypeError(
-                    f"search_kwargs has {key!r}, which {type(self.retriever).__name__}.search "
-                    "does not take"
-                )
-        return {**self._search_kwargs, **search_kwargs}
-
     def retrieve(
         self, query: str, k: int | None = None, *, search_kwargs: Mapping[str, Any] | None = None
     ) -> list[Hit]:
@@ -265,24 +186,12 @@ class RerankPipeline:
         ``search_kwargs`` go to this call's ``retriever.search`` (e.g. ``{"filter": {...}}``
         for a :class:`~rerank_plugins.HybridRetriever`).
         """
-        k = k or self.candidates
-        kwargs = self._call_kwargs(search_kwargs)
-        raw: Iterable[Any]
-        if isinstance(self.retriever, SearchesHits):
-            raw = self.retriever.search(query, k=k, **kwargs)
-        else:
-            raw = self.retriever(query, k)
-        return [_as_hit(item, position) for position, item in enumerate(raw)]
+        return self._first.retrieve(query, k or self.candidates, search_kwargs)
 
     def _retrieve_many(
         self, queries: list[str], search_kwargs: Mapping[str, Any] | None = None
     ) -> list[list[Hit]]:
-        kwargs = self._call_kwargs(search_kwargs)
-        many = self._search_many
-        if many is None or any(not accepts_keyword(many, str(key)) for key in kwargs):
-            return [self.retrieve(query, search_kwargs=search_kwargs) for query in queries]
-        raw_lists = many(queries, k=self.candidates, **kwargs)
-        return [[_as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists]
+        return self._first.retrieve_many(queries, self.candidates, search_kwargs)
 
     def _stage(self, queries: list[str], hit_lists: list[list[Hit]], start: float) -> _Stage:
         depth = self.rerank_top
