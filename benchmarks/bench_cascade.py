@@ -155,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay-keeps", default="5,10,15,20,30,50")
     parser.add_argument("--replay-margins", default="1,2,3,4,6")
     parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-scifact-ce"))
+    parser.add_argument(
+        "--fast-model",
+        default=None,
+        help="model of every int8 row and cascade fast pass (e.g. a distilled student from "
+        "`rerank-plugins tune --student-layers`; default: --model)",
+    )
     parser.add_argument("--data", default=str(SHARED / "data" / "scifact"))
     parser.add_argument("--cache-dir", default=None, help="ONNX export cache (default: temp)")
     parser.add_argument("--json", dest="json_out", default=None)
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             else:  # int8 or int8-<L>
                 length = int(name.split("-")[1]) if "-" in name else args.max_length
                 members[name] = CrossEncoderReranker(
-                    args.model,
+                    args.fast_model or args.model,
                     device="cpu",
                     max_length=length,
                     backend="onnx",
@@ -278,6 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     windows = {args.max_length} | {window_of(r) for r in score_fns if r.startswith("int8")}
     lengths = {w: lengths_at(w) for w in windows}
     flops = {w: {q: pair_flops(lengths[w][q], config) for q in qids} for w in windows}
+    # The int8 rows' FLOPs at their own depth (a student has fewer layers than --model).
+    fast_share = 1.0
+    if args.fast_model:
+        from transformers import AutoConfig
+
+        fast_layers = AutoConfig.from_pretrained(args.fast_model).num_hidden_layers
+        fast_share = fast_layers / config.num_hidden_layers
     cores = physical_cores()
     ghz = cpu_ghz()
     peak = peak_flops(cores, ghz)
@@ -304,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             est_cpu.append(fast_cpu + cpu["fp32"][i] * share)
             work += full[qid][chosen].sum()
             if fast_row != "bm25":
-                work += flops[window_of(fast_row)][qid].sum()
+                work += fast_share * flops[window_of(fast_row)][qid].sum()
         values = ndcg_per_query(orders, qrels)
         deltas = np.array([values[q] - per_query["fp32"][q] for q in qids])
         low, high = paired_interval(deltas)
@@ -347,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in per_query:
             quality = {q: per_query[name][q] for q in qids}
             work = sum(
-                flops[window_of(name)][q].sum() if name.startswith("int8") else full[q].sum()
+                fast_share * flops[window_of(name)][q].sum()
+                if name.startswith("int8")
+                else full[q].sum()
                 for q in timed
             )
         elif name == "st":
