@@ -84,9 +84,10 @@ def test_reranking_bm25_candidates_ndcg(scifact, scifact_reranker):
         bm25s.tokenize(texts, lower=True, stopwords="en", stemmer=stemmer, show_progress=False),
         show_progress=False,
     )
-    # Every test query, shallow depth: 3,000 pairs (~80 s on 2 CPU cores). Small query
-    # samples are too noisy for this model (the first 20 ids go 0.662 -> 0.610 at depth 20).
-    qids = sorted(scifact.queries)
+    # Every third test query (a fixed 100), shallow depth: 1,000 pairs (~70 s on 2 cores; all
+    # 300 took 200 s of the suite's budget). Not the first N ids: small *contiguous* samples
+    # are too noisy for this model (the first 20 go 0.662 -> 0.610 at depth 20).
+    qids = sorted(scifact.queries)[::3]
     queries = [scifact.queries[q] for q in qids]
     tokens = bm25s.tokenize(
         queries, lower=True, stopwords="en", stemmer=stemmer, show_progress=False

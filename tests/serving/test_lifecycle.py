@@ -97,7 +97,18 @@ def test_sigterm_answers_requests_in_flight_then_exits(slow_server, local_rerank
     ]
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         futures = [pool.submit(post, slow_server.url, body) for body in bodies]
-        time.sleep(0.6)  # all three queued, waiting out the 1.5 s batching window
+        # SIGTERM only once the server holds all three (a sleep was not enough on a busy
+        # machine: a request still connecting when the signal lands is refused, not drained).
+        total = sum(len(body["documents"]) for body in bodies)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            queued = httpx.get(slow_server.url + "/health", timeout=5).json()["queue_pairs"]
+            done = sum(
+                len(b["documents"]) for b, f in zip(bodies, futures, strict=True) if f.done()
+            )
+            if queued + done >= total:
+                break
+            time.sleep(0.05)
         slow_server.terminate()
         responses = [f.result() for f in futures]
     for body, response in zip(bodies, responses, strict=True):
