@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
-
 
 def cache_root(kind: str) -> Path:
     """``$RERANK_PLUGINS_CACHE/<kind>`` when set, else ``~/.cache/rerank-plugins/<kind>``."""
@@ -32,22 +30,46 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def directory_fingerprint(directory: Path) -> dict[str, Any]:
-    """Identify a model directory's contents cheaply: every file's name, size and mtime.
+#: Bytes read from each of :data:`_SAMPLES` evenly spaced places of a large weight file.
+_SAMPLE_BYTES = 64 << 10
+_SAMPLES = 17
 
-    Small files (config, tokenizer) are content-hashed too; weight files are identified by
-    size and modification time so a multi-GB checkpoint is not re-read on every load.
+
+def sample_digest(path: Path, size: int) -> str:
+    """sha256 over ``_SAMPLES`` evenly spaced 64 KiB windows of ``path`` (first and last included).
+
+    A cheap content identity for multi-GB weights: about 1 MiB read, and any retrained layer
+    changes the bytes of at least one window (each window is 1/16 of the file apart).
+    """
+    digest = hashlib.sha256(size.to_bytes(8, "little"))
+    last = max(size - _SAMPLE_BYTES, 0)
+    with path.open("rb") as handle:
+        for i in range(_SAMPLES):
+            handle.seek(last * i // (_SAMPLES - 1))
+            digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def directory_fingerprint(directory: Path) -> dict[str, Any]:
+    """Identify a model directory by its contents, not by where it is or when it was written.
+
+    Every file's name and size; small files (config, tokenizer) and weights up to 8 MiB are
+    content-hashed, larger weights by :func:`sample_digest`. The same model reinstalled in a
+    new virtualenv, or copied elsewhere, keeps its fingerprint, so caches keyed by it (the
+    document embeddings, the ONNX exports) are reused instead of recomputed.
     """
     files: dict[str, Any] = {}
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
         if entry.name.startswith(".") or not entry.is_file():
             continue
-        stat = entry.stat()
-        record: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        if not entry.name.endswith(WEIGHT_SUFFIXES) and stat.st_size <= 8 << 20:
+        size = entry.stat().st_size
+        record: dict[str, Any] = {"size": size}
+        if size <= 8 << 20:
             record["sha256"] = sha256_file(entry)
+        else:
+            record["sampled_sha256"] = sample_digest(entry, size)
         files[entry.name] = record
-    return {"directory": str(directory), "files": files}
+    return {"files": files}
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -121,3 +121,26 @@ def test_sigkill_during_a_save_leaves_the_previous_copy_usable(tmp_path):
     staging = staging_directory(final)
     assert _siblings(final) == [staging.name]  # the killed writer's debris is gone
     assert (final / "data.txt").read_text() == "previous"
+
+
+def test_fingerprint_follows_content_not_path_or_mtime(tmp_path):
+    import shutil
+
+    from rerank_plugins._files import directory_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"layers": 6}')
+    weights = bytearray(os.urandom(9 << 20))  # above 8 MiB: sampled, not fully hashed
+    (model / "model.safetensors").write_bytes(bytes(weights))
+    copy = tmp_path / "elsewhere" / "model"
+    shutil.copytree(model, copy)
+    os.utime(copy / "model.safetensors", (1_000_000, 1_000_000))
+    assert directory_fingerprint(copy) == directory_fingerprint(model)  # reinstalled/moved
+
+    middle = len(weights) // 2  # inside one of the evenly spaced windows
+    weights[middle : middle + 8] = b"retrain!"
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    assert directory_fingerprint(copy) != directory_fingerprint(model)
+    (copy / "model.safetensors").write_bytes(bytes(weights[:-1]))  # size alone changes it
+    assert directory_fingerprint(copy) != directory_fingerprint(model)

@@ -6,7 +6,7 @@ Layout (``<root>`` is ``cache_dir``, else ``$RERANK_PLUGINS_CACHE/onnx``, else
     <root>/<key>/model.onnx
     <root>/<key>/manifest.json
 
-``<key>`` hashes the source model's fingerprint (file names, sizes and mtimes), the opset, the
+``<key>`` hashes the source model's fingerprint (file names, sizes, content digests), the opset, the
 quantization mode and options, the graph-optimization flag and the versions of torch,
 transformers, onnx and onnxruntime, so a changed model or toolchain gets a fresh export. An
 entry is built in a staging directory (export, fusion, a parity check against torch, int8)
