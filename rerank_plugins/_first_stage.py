@@ -59,6 +59,7 @@ class FirstStage:
     ) -> None:
         self.retriever = retriever
         self.fixed: dict[str, Any] = {}
+        self._accepts: dict[tuple[str, str], bool] = {}
         if retriever_depth is not None:
             if isinstance(retriever_depth, bool) or not isinstance(retriever_depth, int):
                 raise TypeError(f"retriever_depth must be an int, got {retriever_depth!r}")
@@ -84,12 +85,13 @@ class FirstStage:
         every other key must be a keyword the retriever's ``search`` takes, so a misspelt
         ``filtr=`` is an error here rather than silently unfiltered results.
         """
-        if not search_kwargs:
+        if search_kwargs is None:
             return self.fixed
         if not isinstance(search_kwargs, Mapping):
             raise TypeError(f"search_kwargs must be a mapping, got {type(search_kwargs).__name__}")
-        search = getattr(self.retriever, "search", None)
-        if not isinstance(self.retriever, SearchesHits) or search is None:
+        if not search_kwargs:
+            return self.fixed
+        if not isinstance(self.retriever, SearchesHits):
             raise TypeError(
                 "search_kwargs needs a retriever with search(query, k, **kwargs); "
                 "a plain function first stage takes only (query, k)"
@@ -100,12 +102,21 @@ class FirstStage:
                     f"search_kwargs may not set {key!r}: it is the pipeline's own "
                     "(set candidates= or retriever_depth= on RerankPipeline)"
                 )
-            if not accepts_keyword(search, str(key)):
+            if not self._takes("search", str(key)):
                 raise TypeError(
                     f"search_kwargs has {key!r}, which {type(self.retriever).__name__}.search "
                     "does not take"
                 )
         return {**self.fixed, **search_kwargs}
+
+    def _takes(self, method: str, key: str) -> bool:
+        """Whether the retriever's ``method`` takes keyword ``key``; one signature read per
+        (method, key), not one per call."""
+        known = self._accepts.get((method, key))
+        if known is None:
+            known = accepts_keyword(getattr(self.retriever, method, None), key)
+            self._accepts[(method, key)] = known
+        return known
 
     def retrieve(
         self, query: str, k: int, search_kwargs: Mapping[str, Any] | None = None
@@ -125,7 +136,7 @@ class FirstStage:
         """:meth:`retrieve` for each query, in one ``search_many`` call when the retriever has one."""
         kwargs = self.keywords(search_kwargs)
         many = self.search_many
-        if many is None or any(not accepts_keyword(many, str(key)) for key in kwargs):
+        if many is None or any(not self._takes("search_many", str(key)) for key in kwargs):
             return [self.retrieve(query, k, search_kwargs) for query in queries]
         raw_lists = many(list(queries), k=k, **kwargs)
         return [[as_hit(item, i) for i, item in enumerate(raw)] for raw in raw_lists]

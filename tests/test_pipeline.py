@@ -316,6 +316,7 @@ def test_concurrent_queries_keep_their_own_search_kwargs():
         ({"k": 3}, ValueError, "may not set 'k'"),
         ({"candidates": 3}, ValueError, "may not set 'candidates'"),
         ([("filter", {})], TypeError, "search_kwargs must be a mapping"),
+        ([], TypeError, "search_kwargs must be a mapping, got list"),  # empty, still refused
     ],
 )
 def test_bad_search_kwargs_name_the_problem(kwargs, error, message):

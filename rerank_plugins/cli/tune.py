@@ -111,8 +111,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     }
     warnings = result.report.get("warnings") or []
     print(json.dumps({"model": str(result.path), "eval": summary, "warnings": warnings}, indent=2))
-    for warning in warnings:
-        log(f"warning: {warning}")
+    # The warnings were logged by the run itself (logger.warning); the JSON carries them too.
     log(
         f"wrote {result.path} (training_report.json, README.md) in "
         f"{result.report['timings']['total_s']:.0f} s"

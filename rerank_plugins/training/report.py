@@ -183,11 +183,13 @@ def model_card(report: Mapping[str, Any]) -> str:
     rows.append(_row("after (this model)", evaluation["after"]))
     if evaluation.get("int8"):
         rows.append(_row("after, ONNX int8", evaluation["int8"]))
+    warnings = report.get("warnings") or []
     lines = [
         f"# {Path(report['output']).name}",
         "",
         "A cross-encoder reranker (one relevance logit per query-passage pair) tuned by "
         "`rerank-plugins tune`.",
+        *(["", "**Warning**:", *(f"- {w}" for w in warnings)] if warnings else []),
         "",
         "```python",
         "from rerank_plugins import CrossEncoderReranker",
@@ -229,9 +231,6 @@ def model_card(report: Mapping[str, Any]) -> str:
         "Full details: `training_report.json`.",
         "",
     ]
-    warnings = report.get("warnings") or []
-    if warnings:
-        lines[3:3] = ["", "**Warning**:", *(f"- {w}" for w in warnings)]
     return "\n".join(lines)
 
 

@@ -288,9 +288,19 @@ def tune(
     try:
         labels = None
         if loss in DISTILL_LOSSES:
-            assert teacher_reranker is not None
-            logger.info("scoring training pairs with the teacher ...")
-            labels = teacher_scores(mined, teacher_reranker.score_pairs, text_of)
+            assert teacher_reranker is not None and teacher is not None
+            # Labels come from the window the student trains on: scores that read text past
+            # max_length would teach it what it cannot see (and cost twice as much at 128).
+            label_reranker = (
+                teacher_reranker
+                if teacher_reranker.max_length == max_length
+                else _reranker(teacher, torch_device, max_length)
+            )
+            logger.info(
+                "scoring training pairs with the teacher (%d tokens) ...", label_reranker.max_length
+            )
+            labels = teacher_scores(mined, label_reranker.score_pairs, text_of)
+            del label_reranker
             now = lap("teacher_scoring", now)
         columns = build_rows(mined, text_of, loss, teacher=labels)
         init_dir = scratch / "init"

@@ -94,11 +94,25 @@ def test_plain_encoder_base_gets_a_head_and_runs_are_deterministic(
 
 
 def test_student_has_n_layers_and_learns_from_the_teacher(
-    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None
+    tiny_beir: Path,
+    tiny_ce_path: Path,
+    tmp_path: Path,
+    one_thread: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    windows: list[int] = []
+    real_teacher_scores = tune_runner.teacher_scores
+
+    def spy(mined, score_pairs, text_of):
+        windows.append(score_pairs.__self__.max_length)
+        return real_teacher_scores(mined, score_pairs, text_of)
+
+    monkeypatch.setattr(tune_runner, "teacher_scores", spy)
     out = tmp_path / "student"
     result = _run(tiny_beir, out, teacher=tiny_ce_path, student_layers=1, max_steps=3)
     report = result.report
+    # the labels come from the window the student trains on, not the wider serving one
+    assert windows == [FAST["max_length"]] and report["settings"]["serve_length"] > windows[0]
     assert report["settings"]["loss"] == "margin_mse"
     assert report["settings"]["base"] == str(tiny_ce_path)  # defaults to the teacher
     assert report["model"]["layers"] == 1
