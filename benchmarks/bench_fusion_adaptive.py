@@ -9,6 +9,9 @@ weights. Prints NDCG@10 and Recall@100 per data set.
 
     RERANK_PLUGINS_CACHE=/work/cache python benchmarks/bench_fusion_adaptive.py \\
         --data ../shared/data/scifact:train --data ../shared/data/trec-dl-2020:test
+
+``--shares 0.6,0.65,0.7 --no-qpp --methods zscore`` gives the fixed-weight rows that chose the
+default fusion (docs/benchmarks.md, "Decision").
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", action="append", required=True, metavar="DIR:SPLIT")
     parser.add_argument("--depth", type=int, default=100, help="per-retriever list depth")
+    parser.add_argument(
+        "--shares", default="0.7", help="fixed dense weight shares to add (0.7: bm25=0.6 dense=1.4)"
+    )
+    parser.add_argument("--methods", default="zscore,dbsf,minmax,rrf")
+    parser.add_argument("--no-qpp", action="store_true", help="fixed weights only")
     args = parser.parse_args(argv)
     sets = []
     for spec in args.data:
@@ -87,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_beir(Path(directory), split=split)
         lists = cached_lists(Path(directory), split, dataset, 400)
         sets.append((dataset, lists, dataset.doc_texts()[0]))
-    rows: list[tuple[str, Weights]] = [("equal", fixed(1, 1)), ("0.6/1.4", fixed(0.6, 1.4))]
-    for stat in ("top1z", "gap"):
+    rows: list[tuple[str, Weights]] = [("equal", fixed(1, 1))]
+    for share in (float(x) for x in args.shares.split(",")):
+        rows.append((f"share={share:g}", fixed(2 * (1 - share), 2 * share)))
+    for stat in () if args.no_qpp else ("top1z", "gap"):
         for power in (1, 2, 3):
             rows.append((f"{stat}^{power}", confidence(stat, power, None)))
             rows.append((f"{stat}^{power}@20", confidence(stat, power, 20)))
-    for method in ("zscore", "dbsf", "minmax", "rrf"):
+    for method in args.methods.split(","):
         for name, weights in rows:
             cells = [evaluate(*s, weights, method, args.depth) for s in sets]
             text = "  ".join(f"NDCG@10 {a:.4f} R@100 {b:.4f}" for a, b in cells)

@@ -507,21 +507,23 @@ def rrf_k_value(text: str) -> float:
 
 def add_fusion_args(p: argparse.ArgumentParser) -> None:
     """``--fusion``, ``--weights``, ``--rrf-k``: HybridRetriever's fusion settings."""
-    from ..hybrid.fusion import FUSION_METHODS
+    from ..hybrid.fusion import DEFAULT_FUSION, DEFAULT_WEIGHTS, FUSION_METHODS
 
+    default_weights = ",".join(f"{n}={w:g}" for n, w in DEFAULT_WEIGHTS.items())
     p.add_argument(
         "--fusion",
         choices=FUSION_METHODS,
         default=None,
         help="hybrid only: how the BM25 and dense lists are fused (default: the retriever's, "
-        "rrf); see docs/hybrid.md",
+        f"{DEFAULT_FUSION}); see docs/hybrid.md",
     )
     p.add_argument(
         "--weights",
         type=fusion_weights,
         default=None,
         metavar="bm25=W,dense=W",
-        help="hybrid only: per-retriever fusion weights (default equal; only ratios matter)",
+        help=f"hybrid only: per-retriever fusion weights (default {default_weights}; "
+        "bm25=1,dense=1 for equal; only ratios matter)",
     )
     p.add_argument(
         "--rrf-k",
@@ -546,6 +548,9 @@ def fusion_kwargs(args: argparse.Namespace, *, hybrid: bool) -> dict[str, Any]:
     if given and not hybrid:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise CLIError(f"{flags} need a hybrid index (BM25 + dense): nothing is fused here")
-    if "rrf_k" in given and given.get("fusion", "rrf") != "rrf":
-        log(f"warning: --rrf-k is ignored with --fusion {given['fusion']} (RRF only)")
+    from ..hybrid.fusion import DEFAULT_FUSION
+
+    fusion = given.get("fusion", DEFAULT_FUSION)
+    if "rrf_k" in given and fusion != "rrf":
+        log(f"warning: --rrf-k is ignored with --fusion {fusion} (RRF only: add --fusion rrf)")
     return given

@@ -187,16 +187,17 @@ class LangChainPeer(_System):
 
 def _peer_rrf(fusion: Mapping[str, Any], notes: list[str]) -> tuple[list[float], float]:
     """EnsembleRetriever's ``weights`` and ``c`` matching our fusion flags (its RRF only)."""
-    from ..hybrid.fusion import DEFAULT_RRF_K, weight_vector
+    from ..hybrid.fusion import DEFAULT_FUSION, DEFAULT_RRF_K, DEFAULT_WEIGHTS, weight_vector
 
-    method = fusion.get("fusion", "rrf")
+    method = fusion.get("fusion", DEFAULT_FUSION)
     if method != "rrf":
         notes.append(
             f"fusion={method}: ours only; LangChain's EnsembleRetriever does weighted RRF "
             "(it gets the same weights and rrf_k)"
         )
-    weights = weight_vector(fusion.get("weights"), ("bm25", "dense"))
-    if fusion.get("weights") is None:
+    given = fusion.get("weights", DEFAULT_WEIGHTS)
+    weights = weight_vector(given, ("bm25", "dense"))
+    if given is None:
         weights = weights / 2  # its default [0.5, 0.5]: the same order as our (1, 1)
     rrf_k = float(fusion.get("rrf_k", DEFAULT_RRF_K))
     if rrf_k != int(rrf_k):

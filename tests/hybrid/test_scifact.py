@@ -44,4 +44,6 @@ def test_ndcg_at_10(runs, scifact, name, floor):
 
 
 def test_hybrid_recall_at_100(runs, scifact):
-    assert recall_at_k(runs["hybrid"], scifact.qrels, 100) >= 0.95
+    # 0.9450 with the default (z-score, dense weighted 0.7), 0.9583 with equal-weight RRF: the
+    # price of a default that also holds on TREC DL 2020 (docs/benchmarks.md, fusion section).
+    assert recall_at_k(runs["hybrid"], scifact.qrels, 100) >= 0.94

@@ -340,7 +340,8 @@ def test_fusion_settings_reach_the_core_retriever(documents):
     default = HybridRetriever.from_documents(
         documents, embedder=HashEmbedder(), show_progress=False
     )
-    assert default.retriever.fusion == "rrf" and default.retriever.rrf_k == 60.0
+    assert default.retriever.fusion == "zscore" and default.retriever.rrf_k == 60.0
+    assert default.retriever.weights == {"bm25": 0.6, "dense": 1.4}  # the core's defaults
     with pytest.raises(ValueError, match="fusion"):  # validated by the core, not the adapter
         HybridRetriever.from_documents(documents, embedder=HashEmbedder(), fusion="borda")
 
