@@ -72,11 +72,13 @@ def _positive(name: str, value: Any, *, allow_float: bool = False) -> None:
         )
 
 
-def _reranker(model: str | os.PathLike[str], device: str, max_length: int, **kwargs: Any) -> Any:
+def _reranker(
+    model: str | os.PathLike[str], device: str, max_length: int, show_progress: bool, **kwargs: Any
+) -> Any:
     from ..cross_encoder import CrossEncoderReranker
 
     return CrossEncoderReranker(
-        model, device=device, max_length=max_length, show_progress=True, **kwargs
+        model, device=device, max_length=max_length, show_progress=show_progress, **kwargs
     )
 
 
@@ -228,7 +230,7 @@ def tune(
         raise ValueError(f"serve_length={serve} is below max_length={max_length}")
     teacher_reranker = None
     if teacher is not None:
-        teacher_reranker = _reranker(teacher, torch_device, serve)
+        teacher_reranker = _reranker(teacher, torch_device, serve, show_progress)
 
     now = lap("load", now)
     logger.info("indexing %d documents (%s) ...", len(training_data.dataset.corpus), negatives)
@@ -294,7 +296,7 @@ def tune(
             label_reranker = (
                 teacher_reranker
                 if teacher_reranker.max_length == max_length
-                else _reranker(teacher, torch_device, max_length)
+                else _reranker(teacher, torch_device, max_length, show_progress)
             )
             logger.info(
                 "scoring training pairs with the teacher (%d tokens) ...", label_reranker.max_length
@@ -331,7 +333,9 @@ def tune(
             evaluation["before_note"] = "the base has no relevance head yet (random new head)"
         else:
             evaluation["before"] = reporting.score_candidates(
-                _reranker(init_dir, torch_device, serve), candidates, training_data.eval_qrels
+                _reranker(init_dir, torch_device, serve, show_progress),
+                candidates,
+                training_data.eval_qrels,
             )
         now = lap("eval_before", now)
 
@@ -363,11 +367,17 @@ def tune(
         del model
 
         # ------------------------------------------------------------ after
-        tuned = _reranker(staging, torch_device, serve)
+        tuned = _reranker(staging, torch_device, serve, show_progress)
         int8 = None
         if export_int8:
             int8 = _reranker(
-                staging, "cpu", serve, backend="onnx", quantize="int8", cache_dir=scratch / ONNX_DIR
+                staging,
+                "cpu",
+                serve,
+                show_progress,
+                backend="onnx",
+                quantize="int8",
+                cache_dir=scratch / ONNX_DIR,
             )
         evaluation.update(
             reporting.measure_result(
@@ -439,6 +449,12 @@ def tune(
     logger.info("wrote %s", out_final)
     if export_int8:  # the export cache is keyed by the model's final path: build it there
         _reranker(
-            out_final, "cpu", serve, backend="onnx", quantize="int8", cache_dir=out_final / ONNX_DIR
+            out_final,
+            "cpu",
+            serve,
+            False,
+            backend="onnx",
+            quantize="int8",
+            cache_dir=out_final / ONNX_DIR,
         )
     return TuneResult(path=out_final, report=report)

@@ -99,6 +99,7 @@ def test_student_has_n_layers_and_learns_from_the_teacher(
     tmp_path: Path,
     one_thread: None,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     windows: list[int] = []
     real_teacher_scores = tune_runner.teacher_scores
@@ -113,6 +114,7 @@ def test_student_has_n_layers_and_learns_from_the_teacher(
     report = result.report
     # the labels come from the window the student trains on, not the wider serving one
     assert windows == [FAST["max_length"]] and report["settings"]["serve_length"] > windows[0]
+    assert "rerank:" not in capsys.readouterr().err  # show_progress=False reaches every scorer
     assert report["settings"]["loss"] == "margin_mse"
     assert report["settings"]["base"] == str(tiny_ce_path)  # defaults to the teacher
     assert report["model"]["layers"] == 1
