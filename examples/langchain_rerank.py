@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         show_progress=False,
         k=args.candidates,
     )
-    print(f"hybrid index (bm25 + dense, RRF) built in {time.perf_counter() - start:.1f} s")
+    print(f"hybrid index (bm25 + dense, fused) built in {time.perf_counter() - start:.1f} s")
 
     compressor = CrossEncoderCompressor(model=args.model, top_n=args.top_n, device=args.device)
     retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=base)

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         show_progress=False,
         k=args.candidates,
     )
-    print(f"hybrid index (bm25 + dense, RRF) built in {time.perf_counter() - start:.1f} s")
+    print(f"hybrid index (bm25 + dense, fused) built in {time.perf_counter() - start:.1f} s")
 
     rerank = CrossEncoderRerank(model=args.model, top_n=args.top_n, device=args.device)
     engine = RetrieverQueryEngine.from_args(
