@@ -492,7 +492,7 @@ def test_eval_tune_fusion_reports_before_and_after_on_held_back_queries(
     tuning = data["settings"]["fusion_tuning"]
     assert tuning["tune_queries"] == 3 and data["settings"]["queries"] == 2  # 5 judged queries
     before, after = data["results"]
-    assert before["setting"] == "hybrid (before tuning: rrf k=60, dense=0.5)"
+    assert before["setting"] == "hybrid (before tuning: zscore, dense=0.5)"  # the default fusion
     assert after["setting"].startswith("hybrid (tuned: ")
     assert data["settings"]["fusion"] == tuning["settings"]  # what ran is what was tuned
     assert "held back" in stdout and "before tuning" in stdout and "tuned" in stdout
