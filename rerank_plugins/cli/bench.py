@@ -9,20 +9,16 @@ from ._common import (
     CLIError,
     add_depth_arg,
     add_embed_dtype_arg,
-    add_fusion_args,
-    add_model_args,
-    cascade_settings,
     check_retriever_depth,
     default_embedder,
     default_reranker,
-    fusion_kwargs,
     load_dataset,
-    load_reranker,
     log,
     positive_int,
-    reranker_kwargs,
     write_json,
 )
+from ._fusion_args import add_fusion_args, fusion_kwargs
+from ._reranker_args import add_model_args, cascade_settings, load_reranker, reranker_kwargs
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

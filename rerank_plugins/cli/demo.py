@@ -11,20 +11,18 @@ from .._models import DEFAULT_CROSS_ENCODER
 from ._common import (
     CLIError,
     add_embed_dtype_arg,
-    add_fusion_args,
-    add_model_args,
     check_embedder,
     default_demo_data,
     default_embedder,
     default_reranker,
     embedding_cache_setting,
-    fusion_kwargs,
     load_dataset,
-    load_reranker,
     log,
     positive_int,
     warn_rerank_deeper_than_candidates,
 )
+from ._fusion_args import add_fusion_args, fusion_kwargs
+from ._reranker_args import add_model_args, load_reranker
 
 #: Queries for examples/data/sample_corpus.jsonl (or a sample_queries.txt next to the corpus).
 SAMPLE_QUERIES = (

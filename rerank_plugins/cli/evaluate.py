@@ -12,25 +12,22 @@ from ._common import (
     CLIError,
     add_depth_arg,
     add_embed_dtype_arg,
-    add_fusion_args,
-    add_model_args,
     check_embedder,
     check_retriever_depth,
     default_embedder,
     depths,
     embedding_cache_setting,
-    fusion_kwargs,
     load_dataset,
-    load_reranker,
     log,
     positive_int,
     progress,
-    reranker_kwargs,
     warn_rerank_deeper_than_candidates,
     weights,
     write_json,
 )
+from ._fusion_args import add_fusion_args, fusion_kwargs
 from ._ray import add_engine_args, ray_session, require_ray
+from ._reranker_args import add_model_args, load_reranker, reranker_kwargs
 
 
 def _check_engine(args: argparse.Namespace) -> str:

@@ -13,14 +13,8 @@ import os
 from pathlib import Path
 
 from . import serve_ray
-from ._common import (
-    CLIError,
-    add_cross_encoder_args,
-    load_reranker,
-    log,
-    non_negative_float,
-    positive_int,
-)
+from ._common import CLIError, log, non_negative_float, positive_int
+from ._reranker_args import add_cross_encoder_args, load_reranker
 
 DEFAULT_PORT = 8080
 

@@ -15,8 +15,9 @@ import time
 from types import FrameType
 from typing import Any
 
-from ._common import log, positive_float, positive_int, reranker_kwargs
+from ._common import log, positive_float, positive_int
 from ._ray import add_engine_args, ray_session, require_ray
+from ._reranker_args import reranker_kwargs
 
 #: Serve application name (``serve status`` / the dashboard show it).
 APP_NAME = "rerank-plugins"
