@@ -8,7 +8,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence, Set
 from numbers import Integral, Real
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -229,3 +229,46 @@ def accepts_keyword(function: object, name: str) -> bool:
         or p.kind is inspect.Parameter.VAR_KEYWORD
         for p in parameters
     )
+
+
+def check_doc_ids(ids: Any, count: int, *, existing: Mapping[str, int]) -> list[str] | None:
+    """``ids`` for ``count`` new documents: strs, non-empty, unique, not in ``existing``."""
+    if ids is None:
+        return None
+    if isinstance(ids, str) or not isinstance(ids, Sequence):
+        raise TypeError(f"ids must be a list of str, got {type(ids).__name__}")
+    ids = list(ids)
+    if len(ids) != count:
+        raise ValueError(f"got {len(ids)} ids for {count} texts")
+    for position, doc_id in enumerate(ids):
+        if not isinstance(doc_id, str):
+            raise TypeError(f"ids[{position}] must be a str, got {type(doc_id).__name__}")
+        if not doc_id:
+            raise ValueError(f"ids[{position}] is an empty string")
+    seen: set[str] = set()
+    repeated = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+    if repeated:
+        raise ValueError(f"duplicate ids in this call: {repeated[:10]}")
+    clash = sorted(i for i in ids if i in existing)
+    if clash:
+        raise ValueError(f"ids already in the index: {clash[:10]}")
+    return ids
+
+
+def check_metadatas(metadatas: Any, count: int) -> list[dict[str, Any]]:
+    """One dict per document (``None`` -> ``{}``), copied so the caller's stay untouched."""
+    if metadatas is None:
+        return [{} for _ in range(count)]
+    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
+        raise TypeError("metadatas must be a list of dicts (one per text) or None")
+    metadatas = list(metadatas)
+    if len(metadatas) != count:
+        raise ValueError(f"got {len(metadatas)} metadatas for {count} texts")
+    out = []
+    for position, metadata in enumerate(metadatas):
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadatas[{position}] must be a dict, got {type(metadata).__name__}")
+        out.append(dict(metadata))
+    return out

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from .._files import cache_root
-from .._validation import check_passages, check_query
+from .._validation import (
+    check_doc_ids,
+    check_int,
+    check_metadatas,
+    check_passages,
+    check_query,
+)
 from ..types import Hit
 from . import fusion as _fusion
 from ._rwlock import ReadWriteLock
@@ -39,53 +45,6 @@ DEFAULT_CANDIDATES = 100
 def default_depth(k: int) -> int:
     """How deep each retriever's list goes for a search of ``k`` when ``candidates`` is not given."""
     return max(2 * k, DEFAULT_CANDIDATES)
-
-
-def _check_ids(ids: Any, count: int, *, existing: Mapping[str, int]) -> list[str] | None:
-    if ids is None:
-        return None
-    if isinstance(ids, str) or not isinstance(ids, Sequence):
-        raise TypeError(f"ids must be a list of str, got {type(ids).__name__}")
-    ids = list(ids)
-    if len(ids) != count:
-        raise ValueError(f"got {len(ids)} ids for {count} texts")
-    for position, doc_id in enumerate(ids):
-        if not isinstance(doc_id, str):
-            raise TypeError(f"ids[{position}] must be a str, got {type(doc_id).__name__}")
-        if not doc_id:
-            raise ValueError(f"ids[{position}] is an empty string")
-    seen: set[str] = set()
-    repeated = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-    if repeated:
-        raise ValueError(f"duplicate ids in this call: {repeated[:10]}")
-    clash = sorted(i for i in ids if i in existing)
-    if clash:
-        raise ValueError(f"ids already in the index: {clash[:10]}")
-    return ids
-
-
-def _check_metadatas(metadatas: Any, count: int) -> list[dict[str, Any]]:
-    if metadatas is None:
-        return [{} for _ in range(count)]
-    if isinstance(metadatas, Mapping) or not isinstance(metadatas, Sequence):
-        raise TypeError("metadatas must be a list of dicts (one per text) or None")
-    metadatas = list(metadatas)
-    if len(metadatas) != count:
-        raise ValueError(f"got {len(metadatas)} metadatas for {count} texts")
-    out = []
-    for position, metadata in enumerate(metadatas):
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, Mapping):
-            raise TypeError(f"metadatas[{position}] must be a dict, got {type(metadata).__name__}")
-        out.append(dict(metadata))
-    return out
-
-
-def _check_k(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)
 
 
 class HybridRetriever:
@@ -271,11 +230,11 @@ class HybridRetriever:
         Nothing changes if any input is invalid.
         """
         texts = check_passages(texts, where="texts")
-        checked_metadatas = _check_metadatas(metadatas, len(texts))
+        checked_metadatas = check_metadatas(metadatas, len(texts))
         if embeddings is not None and self._dense is None:
             raise ValueError("embeddings were given but this index has no 'dense' retriever")
         with self._write_mutex:  # writers queue here; searches go on until the swap below
-            checked_ids = _check_ids(ids, len(texts), existing=self._positions)
+            checked_ids = check_doc_ids(ids, len(texts), existing=self._positions)
             vectors = self._document_vectors(texts, embeddings)
             if not texts:
                 return []
@@ -358,9 +317,13 @@ class HybridRetriever:
         queries = check_passages(queries, where="queries")
         for position, query in enumerate(queries):
             check_query(query, where=f"queries[{position}]")
-        k = _check_k(k, "k")
+        k = check_int(k, "k", minimum=0)
         candidates_default = candidates is None
-        candidates = default_depth(k) if candidates is None else _check_k(candidates, "candidates")
+        candidates = (
+            default_depth(k)
+            if candidates is None
+            else check_int(candidates, "candidates", minimum=0)
+        )
         predicate = None if filter is None else compile_filter(filter)
         vectors = None
         if self._dense is not None and queries and k and len(self._ids):

@@ -346,7 +346,8 @@ def tune_fusion(
         setting tried with its ``score``, best first), ``metric``, ``queries``,
         ``skipped_queries``, ``depth`` and ``seconds``.
     """
-    from .retriever import _check_k, default_depth
+    from .._validation import check_int
+    from .retriever import default_depth
 
     start = time.perf_counter()
     if len(retriever.retrievers) < 2:
@@ -362,7 +363,9 @@ def tune_fusion(
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
         raise ValueError(f"margin must be a number >= 0, got {margin!r}")
     texts, judged, skipped = _check_labels(queries, qrels)
-    depth = default_depth(cut) if candidates is None else _check_k(candidates, "candidates")
+    depth = (
+        default_depth(cut) if candidates is None else check_int(candidates, "candidates", minimum=0)
+    )
     depth = max(1, min(depth, len(retriever)))
     baseline: Setting = {
         "fusion": retriever.fusion,
