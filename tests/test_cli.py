@@ -379,6 +379,12 @@ def test_bench_runs_ours_and_peers(
     systems = [r["system"] for r in data["results"]]
     assert systems[0].startswith("rerank-plugins") and "depth 6" in systems[0]
     assert data["settings"]["retriever_depth"] == 6
+    # What ran, defaults resolved (the retriever's), not just the flags given.
+    assert data["settings"]["fusion"] == {
+        "fusion": "zscore",
+        "weights": {"bm25": 0.6, "dense": 1.4},
+        "rrf_k": 60.0,
+    }
     for r in data["results"]:
         assert 0.0 <= r["ndcg@10"] <= 1.0
         assert r["rerank_pairs"] == 3 * 6 and r["rerank_pairs_per_s"] > 0

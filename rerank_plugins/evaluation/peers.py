@@ -185,21 +185,25 @@ class LangChainPeer(_System):
         return [d.metadata["id"] for d in ranked], retrieved - start, done - retrieved, len(docs)
 
 
-def _peer_rrf(fusion: Mapping[str, Any], notes: list[str]) -> tuple[list[float], float]:
-    """EnsembleRetriever's ``weights`` and ``c`` matching our fusion flags (its RRF only)."""
-    from ..hybrid.fusion import DEFAULT_FUSION, DEFAULT_RRF_K, DEFAULT_WEIGHTS, weight_vector
+def _peer_rrf(first: Any, notes: list[str]) -> tuple[list[float], float]:
+    """EnsembleRetriever's ``weights`` and ``c`` matching our built retriever (its RRF only).
 
-    method = fusion.get("fusion", DEFAULT_FUSION)
-    if method != "rrf":
+    Read from ``first`` (our ``HybridRetriever``), which resolved the defaults, so the peer
+    gets exactly the fusion we ran and the defaults live in one place.
+    """
+    from ..hybrid.fusion import weight_vector
+
+    if first.fusion != "rrf":
         notes.append(
-            f"fusion={method}: ours only; LangChain's EnsembleRetriever does weighted RRF "
+            f"fusion={first.fusion}: ours only; LangChain's EnsembleRetriever does weighted RRF "
             "(it gets the same weights and rrf_k)"
         )
-    given = fusion.get("weights", DEFAULT_WEIGHTS)
-    weights = weight_vector(given, ("bm25", "dense"))
+    names = ("bm25", "dense")
+    given = None if first.weights is None else {n: first.weights.get(n, 1.0) for n in names}
+    weights = weight_vector(given, names)
     if given is None:
         weights = weights / 2  # its default [0.5, 0.5]: the same order as our (1, 1)
-    rrf_k = float(fusion.get("rrf_k", DEFAULT_RRF_K))
+    rrf_k = float(first.rrf_k)
     if rrf_k != int(rrf_k):
         notes.append(f"rrf_k={rrf_k:g}: LangChain's EnsembleRetriever takes an int c={int(rrf_k)}")
     return weights.tolist(), rrf_k
@@ -310,10 +314,11 @@ def run_bench(
         reranker=reranker,
         fusion=fusion,
     )
-    fusion = dict(fusion or {})
-    rrf_weights, rrf_c = _peer_rrf(fusion, notes if "langchain" in peers else [])
     log(f"building {ours.name} ...")
     ours.build()  # our errors (bad model, missing extra) propagate: nothing to compare against
+    first = ours.pipeline.retriever  # the fusion that ran, defaults resolved
+    ran_fusion = {"fusion": first.fusion, "weights": first.weights, "rrf_k": float(first.rrf_k)}
+    rrf_weights, rrf_c = _peer_rrf(first, notes if "langchain" in peers else [])
     systems: list[_System] = [ours]
     factories = {
         "langchain": lambda: LangChainPeer(
@@ -431,7 +436,7 @@ def run_bench(
             "device": device,
             "reranker_kwargs": {k: v for k, v in reranker_kwargs.items() if k != "device"},
             "embed_dtype": embed_dtype,
-            "fusion": fusion,
+            "fusion": ran_fusion,
         },
         "results": results,
         "notes": notes,
