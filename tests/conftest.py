@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import string
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,17 @@ from rp_test_support import HashEmbedder, build_tiny_sentence_transformer
 # The suite checks the exact fp32 path (parity with sentence-transformers to 1e-4) on every
 # CPU, subprocesses included; tests of dtype="auto" on bf16-native CPUs unset this themselves.
 os.environ.setdefault("RERANK_PLUGINS_CPU_AUTO_DTYPE", "float32")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Keep native crashes readable after pytest's own faulthandler is switched off.
+
+    Native threads (Ray, ONNX Runtime, FAISS, torch) are torn down at interpreter exit, after
+    pytest unconfigures; a crash there printed no stack at all. This prints every thread's.
+    """
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
