@@ -15,6 +15,8 @@ batches as its row; checked against the measured cascade rows). Rows (``--rows``
 * ``int8``: ONNX Runtime dynamic int8; ``int8-<L>``: the same with ``max_length=L``;
 * ``cascade-<K>``: ``CascadeReranker(int8, fp32, keep=K)``; ``cascade<L>-<K>``: its fast pass
   at ``max_length=L``; ``bf16cascade-<K>``: ``CascadeReranker(int8, bf16)``;
+* ``sint8[-<L>]`` and ``scascade[<L>]-<K>``: the same with ``--student`` (e.g. a distilled
+  student) as the int8 model, so the model's own int8 and a student run side by side;
 * ``top-<K>``: fp32 on the BM25 top K only, the rest in BM25 order (``RerankPipeline``'s
   ``rerank_top=K``: the first stage as the fast pass, for free).
 
@@ -54,9 +56,18 @@ from bench_cpu_backends import (
 )
 from bench_cpu_budget import cpu_name
 
-ROW_PATTERN = re.compile(r"^(st|fp32|default|bf16|int8(-\d+)?|(bf16)?cascade(\d+)?-\d+|top-\d+)$")
+ROW_PATTERN = re.compile(
+    r"^(st|fp32|default|bf16|s?int8(-\d+)?|(bf16|s)?cascade(\d+)?-\d+|top-\d+)$"
+)
 #: Rows run on every query: the reference and the fast passes every cascade is replayed from.
-QUALITY_ROW = re.compile(r"^(fp32|bf16|int8(-\d+)?)$")
+QUALITY_ROW = re.compile(r"^(fp32|bf16|s?int8(-\d+)?)$")
+
+
+def fast_of(cascade_row: str) -> str:
+    """The int8 row a cascade row's fast pass is: ``scascade128-20`` -> ``sint8-128``."""
+    prefix, length = cascade_row.rsplit("-", 1)[0].split("cascade")
+    student = "s" if prefix == "s" else ""
+    return f"{student}int8-{length}" if length else f"{student}int8"
 
 
 def pair_flops(lengths: np.ndarray, config: Any) -> np.ndarray:
@@ -161,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         help="model of every int8 row and cascade fast pass (e.g. a distilled student from "
         "`rerank-plugins tune --student-layers`; default: --model)",
     )
+    parser.add_argument(
+        "--student",
+        default=None,
+        help="model of the sint8* rows and scascade* fast passes (a distilled student)",
+    )
     parser.add_argument("--data", default=str(SHARED / "data" / "scifact"))
     parser.add_argument("--cache-dir", default=None, help="ONNX export cache (default: temp)")
     parser.add_argument("--json", dest="json_out", default=None)
@@ -181,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown row {row!r}")
     if "fp32" not in rows:
         parser.error("--rows must include fp32 (the reference of every comparison)")
+    if args.student is None and any(r.startswith("s") and r != "st" for r in rows):
+        parser.error("sint8*/scascade* rows need --student MODEL")
     native_bf16 = cpu_supports_fast_bf16()
     skipped = [r for r in rows if "bf16" in r and not native_bf16]
     rows = [r for r in rows if r not in skipped]
@@ -192,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("default = fp32 here (dtype='auto' resolves to float32 on this CPU)")
     for row in rows:  # every cascade's fast row runs on every query (its replay source)
         if "cascade" in row:
-            length = row.rsplit("-", 1)[0].split("cascade")[1]
-            fast_row = f"int8-{length}" if length else "int8"
+            fast_row = fast_of(row)
             if fast_row not in rows:
                 rows.append(fast_row)
 
@@ -212,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 members[name] = CrossEncoderReranker(args.model, device="cpu")
             elif name == "bf16":
                 members[name] = CrossEncoderReranker(args.model, dtype="bfloat16", **base)
-            else:  # int8 or int8-<L>
+            else:  # [s]int8 or [s]int8-<L>
                 length = int(name.split("-")[1]) if "-" in name else args.max_length
                 members[name] = CrossEncoderReranker(
-                    args.fast_model or args.model,
+                    args.student if name.startswith("s") else args.fast_model or args.model,
                     device="cpu",
                     max_length=length,
                     backend="onnx",
@@ -239,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif "cascade" in row:
             head, keep = row.rsplit("-", 1)
-            length = head.split("cascade")[1]
-            fast = member(f"int8-{length}" if length else "int8")
+            fast = member(fast_of(row))
             accurate = member("bf16" if head.startswith("bf16") else "fp32")
             cascades[row] = CascadeReranker(fast, accurate, keep=int(keep))
             score_fns[row] = cascades[row].score
@@ -281,16 +297,22 @@ def main(argv: list[str] | None = None) -> int:
         return int(fast_row.split("-")[1]) if "-" in fast_row else args.max_length
 
     config = member("fp32").backend.config
-    windows = {args.max_length} | {window_of(r) for r in score_fns if r.startswith("int8")}
+    windows = {args.max_length} | {window_of(r) for r in score_fns if "int8" in r}
     lengths = {w: lengths_at(w) for w in windows}
     flops = {w: {q: pair_flops(lengths[w][q], config) for q in qids} for w in windows}
     # The int8 rows' FLOPs at their own depth (a student has fewer layers than --model).
-    fast_share = 1.0
-    if args.fast_model:
-        from transformers import AutoConfig
+    from transformers import AutoConfig
 
-        fast_layers = AutoConfig.from_pretrained(args.fast_model).num_hidden_layers
-        fast_share = fast_layers / config.num_hidden_layers
+    def depth_share(model: str | None) -> float:
+        if model is None:
+            return 1.0
+        return AutoConfig.from_pretrained(model).num_hidden_layers / config.num_hidden_layers
+
+    shares = {"": depth_share(args.fast_model), "s": depth_share(args.student)}
+
+    def share_of(int8_row: str) -> float:
+        return shares["s" if int8_row.startswith("s") else ""]
+
     cores = physical_cores()
     ghz = cpu_ghz()
     peak = peak_flops(cores, ghz)
@@ -317,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             est_cpu.append(fast_cpu + cpu["fp32"][i] * share)
             work += full[qid][chosen].sum()
             if fast_row != "bm25":
-                work += fast_share * flops[window_of(fast_row)][qid].sum()
+                work += share_of(fast_row) * flops[window_of(fast_row)][qid].sum()
         values = ndcg_per_query(orders, qrels)
         deltas = np.array([values[q] - per_query["fp32"][q] for q in qids])
         low, high = paired_interval(deltas)
@@ -346,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     keeps = [int(k) for k in args.replay_keeps.split(",") if k]
     margins = [float(m) for m in args.replay_margins.split(",") if m]
-    fast_rows = [r for r in every_query if r.startswith("int8")]
+    fast_rows = [r for r in every_query if "int8" in r]
     replays = [replay_row("bm25", k, None) for k in keeps]
     replays += [replay_row(f, k, m) for f in fast_rows for k in keeps for m in [None, *margins]]
 
@@ -360,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         if name in per_query:
             quality = {q: per_query[name][q] for q in qids}
             work = sum(
-                fast_share * flops[window_of(name)][q].sum()
-                if name.startswith("int8")
+                share_of(name) * flops[window_of(name)][q].sum()
+                if "int8" in name
                 else full[q].sum()
                 for q in timed
             )
@@ -371,9 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("top-"):
                 fast_row, keep = "bm25", int(name.split("-")[1])
             else:
-                head, keep_text = name.rsplit("-", 1)
-                length = head.split("cascade")[1]
-                fast_row, keep = (f"int8-{length}" if length else "int8"), int(keep_text)
+                fast_row, keep = fast_of(name), int(name.rsplit("-", 1)[1])
             rep = replay_row(fast_row, keep, None)
             quality = ndcg_per_query(rep["orders"], qrels)
             for q in timed:  # the replay must equal what the real cascade returned
