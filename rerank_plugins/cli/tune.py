@@ -84,6 +84,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 relative_margin=args.relative_margin,
                 student_layers=args.student_layers,
                 loss=args.loss,
+                pseudo_queries=args.pseudo_queries,
                 device=args.device,
                 max_steps=args.max_steps or None,
                 epochs=args.epochs,
@@ -188,6 +189,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse"),
         default=None,
         help="training loss (default mnrl; margin_mse when distilling)",
+    )
+    p.add_argument(
+        "--pseudo-queries",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="when distilling: also learn the teacher's scores on N corpus titles asked as "
+        "queries (never a document judged for an eval query; docs/training.md)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
     p.add_argument(

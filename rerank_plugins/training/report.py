@@ -214,7 +214,13 @@ def model_card(report: Mapping[str, Any]) -> str:
         f"({data['eval_queries']} queries)",
         f"- Negatives: {report['negatives']['negatives']} from `{settings['negatives']}` ranks "
         f"{settings['rank_min']}..{settings['rank_max']} ({settings['negatives_per_query']} per "
-        f"query, {settings['sampling']}); judged positives never used as negatives",
+        f"query, {settings['sampling']}); judged positives never used as negatives"
+        + (
+            f"; plus {report['negatives']['pseudo_queries']} corpus titles asked as "
+            "pseudo-queries, labelled by the teacher only"
+            if report["negatives"].get("pseudo_queries")
+            else ""
+        ),
         f"- Loss: `{settings['loss']}`; {training['steps']} steps, batch {settings['batch_size']}, "
         f"lr {settings['lr']}, max length {settings['max_length']} (serving window "
         f"{settings['serve_length']}), seed {settings['seed']}",

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from .._device import resolve_device
 from .._files import cache_root, publish_directory, staging_directory
+from .._validation import check_int
 from ..evaluation.runner import build_retriever, machine_info
 from . import report as reporting
 from .data import DEFAULT_EVAL_FRACTION, load_training_data
@@ -32,6 +33,7 @@ from .negatives import (
     mine_negatives,
     negative_stats,
 )
+from .pseudo import title_queries
 from .train import DISTILL_LOSSES, FIXED_WIDTH_LOSSES, LOSSES, Loss, build_rows, pairs_per_row
 from .train import train as run_training
 
@@ -99,6 +101,7 @@ def tune(
     relative_margin: float | None = None,
     student_layers: int | None = None,
     loss: Loss | None = None,
+    pseudo_queries: int = 0,
     device: str = "auto",
     max_steps: int | None = None,
     epochs: float = 1.0,
@@ -138,6 +141,9 @@ def tune(
         student_layers: Keep this many of the base's layers (spread evenly, first and last).
         loss: One of ``LOSSES``; default ``"mnrl"``, or ``"margin_mse"`` with a teacher and
             ``student_layers``. See :mod:`rerank_plugins.training.train`.
+        pseudo_queries: When distilling, also learn the teacher's scores on this many corpus
+            titles asked as queries (:mod:`rerank_plugins.training.pseudo`; never a document
+            judged for an eval query). More queries for the student, no invented judgements.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         max_steps, epochs: Length of training (``max_steps`` wins when set).
         batch_size: Training rows per step (a row: a query with a positive and its negatives,
@@ -198,6 +204,12 @@ def tune(
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if loss in DISTILL_LOSSES and teacher is None:
         raise ValueError(f"loss={loss!r} distils a teacher's scores: pass teacher=")
+    check_int(pseudo_queries, "pseudo_queries", minimum=0)
+    if pseudo_queries and loss not in DISTILL_LOSSES:
+        raise ValueError(
+            f"pseudo_queries={pseudo_queries} needs distillation (teacher= with student_layers= "
+            "or a distillation loss): the teacher's scores are their only labels"
+        )
     if relative_margin is None and teacher is not None and not distilling:
         relative_margin = DEFAULT_RELATIVE_MARGIN
     if base is None:
@@ -245,10 +257,21 @@ def tune(
 
     # ---------------------------------------------------------------- negatives
     text_of = training_data.text
+    train_queries, train_qrels = training_data.queries, training_data.train_qrels
+    if pseudo_queries:
+        extra_queries, extra_qrels = title_queries(
+            training_data.dataset.corpus,
+            pseudo_queries,
+            exclude={doc for judged in training_data.eval_qrels.values() for doc in judged},
+            query_ids=set(train_queries),
+            seed=seed,
+        )
+        train_queries = {**train_queries, **extra_queries}
+        train_qrels = {**train_qrels, **extra_qrels}
     mined = mine_negatives(
         retriever,
-        training_data.queries,
-        training_data.train_qrels,
+        train_queries,
+        train_qrels,
         text_of,
         num_negatives=negatives_per_query,
         rank_min=rank_min,
@@ -271,7 +294,7 @@ def tune(
         filled = fill_negatives(
             mined,
             training_data.dataset.doc_texts()[0],
-            training_data.train_qrels,
+            train_qrels,
             text_of,
             num_negatives=negatives_per_query,
             seed=seed,
@@ -281,6 +304,7 @@ def tune(
         "queries_short_before_fill": short,
         "dropped_by_teacher_margin": dropped,
         "random_fill": filled,
+        "pseudo_queries": len(train_qrels) - len(training_data.train_qrels),
     }
     now = lap("mining", now)
 
@@ -403,6 +427,7 @@ def tune(
                 "relative_margin": relative_margin,
                 "student_layers": student_layers,
                 "loss": loss,
+                "pseudo_queries": pseudo_queries,
                 "device": torch_device,
                 "max_steps": max_steps,
                 "epochs": epochs,

@@ -126,6 +126,43 @@ def test_student_has_n_layers_and_learns_from_the_teacher(
     assert student.score("q", ["p", "d"]).shape == (2,)
 
 
+def test_pseudo_queries_add_teacher_labelled_titles_but_no_eval_document(
+    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None, monkeypatch
+) -> None:
+    labelled: list[list] = []
+    real_teacher_scores = tune_runner.teacher_scores
+
+    def spy(mined, score_pairs, text_of):
+        labelled.append(list(mined))
+        return real_teacher_scores(mined, score_pairs, text_of)
+
+    monkeypatch.setattr(tune_runner, "teacher_scores", spy)
+    result = _run(
+        tiny_beir,
+        tmp_path / "s",
+        teacher=tiny_ce_path,
+        student_layers=1,
+        max_steps=2,
+        pseudo_queries=5,
+    )
+    report = result.report
+    (mined,) = labelled
+    pseudo = [m for m in mined if m.query_id.startswith("pseudo:")]
+    real = [m for m in mined if not m.query_id.startswith("pseudo:")]
+    assert len(pseudo) == 5 == report["negatives"]["pseudo_queries"]
+    assert report["settings"]["pseudo_queries"] == 5
+    assert len(real) == report["data"]["train_queries"]  # every training query is still there
+    held_out = [q for q in (f"q{i}" for i in range(10)) if q not in {m.query_id for m in real}]
+    eval_docs = {f"d{q[1:]}" for q in held_out}
+    for item in pseudo:
+        (doc,) = item.positives
+        assert item.query_id == f"pseudo:{doc}" and doc not in eval_docs
+        assert doc not in item.negatives and len(item.negatives) == FAST["negatives_per_query"]
+    assert report["training"]["rows"] > report["data"]["train_positives"]
+    card = (tmp_path / "s" / "README.md").read_text()
+    assert "plus 5 corpus titles asked as pseudo-queries" in card
+
+
 def test_interrupted_run_leaves_nothing_at_out(
     tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,6 +195,8 @@ def test_interrupted_run_leaves_nothing_at_out(
         ({"base": "B", "batch_size": 0}, ValueError, "batch_size must be a positive int"),
         ({"base": "B", "student_layers": 2}, ValueError, "must be below the base's 2 layers"),
         ({"base": "B", "relative_margin": 0.1}, ValueError, "pass teacher="),
+        ({"base": "B", "pseudo_queries": 3}, ValueError, "needs distillation"),
+        ({"base": "B", "pseudo_queries": -1}, ValueError, "pseudo_queries must be >= 0"),
     ],
 )
 def test_bad_settings_fail_fast(
