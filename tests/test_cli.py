@@ -405,6 +405,22 @@ def test_bench_runs_ours_and_peers(
     assert "vs ours" in stdout and "1.00x" in stdout
 
 
+def test_a_bm25_only_bench_reports_no_fusion(
+    beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "bench.json"
+    code, _, stderr = _run(
+        capsys,
+        "bench",
+        *("--data", str(beir_dir), "--retriever", "bm25", "--reranker", str(tiny_ce_path)),
+        *("--peers", "langchain", "--queries", "2", "--candidates", "4", "--out", str(out)),
+    )
+    assert code == 0, stderr
+    data = json.loads(out.read_text())
+    assert data["settings"]["fusion"] is None  # nothing was fused
+    assert not any("fusion=" in note for note in data["notes"])
+
+
 def test_demo_corpus_file_with_bad_line_names_the_line(tmp_path: Path, capsys) -> None:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": \n', encoding="utf-8")

@@ -317,8 +317,13 @@ def run_bench(
     log(f"building {ours.name} ...")
     ours.build()  # our errors (bad model, missing extra) propagate: nothing to compare against
     first = ours.pipeline.retriever  # the fusion that ran, defaults resolved
-    ran_fusion = {"fusion": first.fusion, "weights": first.weights, "rrf_k": float(first.rrf_k)}
-    rrf_weights, rrf_c = _peer_rrf(first, notes if "langchain" in peers else [])
+    hybrid = retriever == "hybrid"  # a BM25-only index fuses nothing: no fusion to report
+    ran_fusion = (
+        {"fusion": first.fusion, "weights": first.weights, "rrf_k": float(first.rrf_k)}
+        if hybrid
+        else None
+    )
+    rrf_weights, rrf_c = _peer_rrf(first, notes if "langchain" in peers and hybrid else [])
     systems: list[_System] = [ours]
     factories = {
         "langchain": lambda: LangChainPeer(
