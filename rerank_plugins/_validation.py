@@ -6,6 +6,7 @@ import inspect
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence, Set
 from numbers import Integral, Real
 from typing import Any, Literal, overload
@@ -245,8 +246,7 @@ def check_doc_ids(ids: Any, count: int, *, existing: Mapping[str, int]) -> list[
             raise TypeError(f"ids[{position}] must be a str, got {type(doc_id).__name__}")
         if not doc_id:
             raise ValueError(f"ids[{position}] is an empty string")
-    seen: set[str] = set()
-    repeated = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+    repeated = sorted(doc_id for doc_id, n in Counter(ids).items() if n > 1)
     if repeated:
         raise ValueError(f"duplicate ids in this call: {repeated[:10]}")
     clash = sorted(i for i in ids if i in existing)

@@ -198,10 +198,8 @@ def _peer_rrf(first: Any, notes: list[str]) -> tuple[list[float], float]:
             f"fusion={first.fusion}: ours only; LangChain's EnsembleRetriever does weighted RRF "
             "(it gets the same weights and rrf_k)"
         )
-    names = ("bm25", "dense")
-    given = None if first.weights is None else {n: first.weights.get(n, 1.0) for n in names}
-    weights = weight_vector(given, names)
-    if given is None:
+    weights = weight_vector(first.weights, ("bm25", "dense"))  # an unnamed one weighs 1.0
+    if first.weights is None:
         weights = weights / 2  # its default [0.5, 0.5]: the same order as our (1, 1)
     rrf_k = float(first.rrf_k)
     if rrf_k != int(rrf_k):

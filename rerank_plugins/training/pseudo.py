@@ -54,7 +54,8 @@ def title_queries(
     the real query ids, checked against the ``pseudo:`` ids. Fewer come back when fewer
     documents have text to ask with.
     """
-    check_int(count, "pseudo_queries", minimum=0)
+    if check_int(count, "pseudo_queries", minimum=0) == 0:
+        return {}, {}
     clash = sorted(q for q in query_ids if q.startswith(PSEUDO_PREFIX))
     if clash:
         raise ValueError(

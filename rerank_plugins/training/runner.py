@@ -257,17 +257,15 @@ def tune(
 
     # ---------------------------------------------------------------- negatives
     text_of = training_data.text
-    train_queries, train_qrels = training_data.queries, training_data.train_qrels
-    if pseudo_queries:
-        extra_queries, extra_qrels = title_queries(
-            training_data.dataset.corpus,
-            pseudo_queries,
-            exclude={doc for judged in training_data.eval_qrels.values() for doc in judged},
-            query_ids=set(train_queries),
-            seed=seed,
-        )
-        train_queries = {**train_queries, **extra_queries}
-        train_qrels = {**train_qrels, **extra_qrels}
+    extra_queries, extra_qrels = title_queries(
+        training_data.dataset.corpus,
+        pseudo_queries,
+        exclude={doc for judged in training_data.eval_qrels.values() for doc in judged},
+        query_ids=set(training_data.queries),
+        seed=seed,
+    )
+    train_queries = {**training_data.queries, **extra_queries}
+    train_qrels = {**training_data.train_qrels, **extra_qrels}
     mined = mine_negatives(
         retriever,
         train_queries,
@@ -304,7 +302,7 @@ def tune(
         "queries_short_before_fill": short,
         "dropped_by_teacher_margin": dropped,
         "random_fill": filled,
-        "pseudo_queries": len(train_qrels) - len(training_data.train_qrels),
+        "pseudo_queries": len(extra_qrels),
     }
     now = lap("mining", now)
 
