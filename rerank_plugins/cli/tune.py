@@ -186,9 +186,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--loss",
-        choices=("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse"),
+        choices=("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd"),
         default=None,
-        help="training loss (default mnrl; margin_mse when distilling)",
+        help="training loss (default mnrl; margin_mse when distilling; listnet_kd distils the "
+        "teacher's scores over each query's whole list)",
     )
     p.add_argument(
         "--pseudo-queries",

@@ -3,7 +3,8 @@
 The student is the starting model with its encoder cut to ``N`` layers picked evenly from
 bottom to top (:func:`student_layer_ids`: always the first and the last), so it starts from
 weights that already work together, then learns the teacher's scores on (query, positive,
-hard negatives). Fewer layers cost proportionally less per pair.
+hard negatives), pair by pair (``margin_mse``, ``mse``) or over the query's whole candidate list
+(``listnet_kd``). Fewer layers cost proportionally less per pair.
 """
 
 from __future__ import annotations
@@ -74,23 +75,26 @@ def teacher_scores(
     mined: Sequence[MinedQuery],
     score_pairs: Any,
     text_of: Any,
+    *,
+    listwise: bool = False,
 ) -> list[list[float]]:
-    """Teacher logits for ``[positive, *negatives]``, one row per (query, positive).
+    """Teacher logits, one row per (query, positive) for ``[positive, *negatives]``, or with
+    ``listwise`` one row per query for ``[*positives, *negatives]`` (its whole list, scored once).
 
     ``score_pairs(pairs)`` is a batched scorer such as ``CrossEncoderReranker.score_pairs``.
     """
-    pairs = [
-        (item.query, text_of(doc))
-        for item in mined
-        for positive in item.positives
-        for doc in [positive, *item.negatives]
-    ]
+
+    def lists(item: MinedQuery) -> list[list[str]]:
+        if listwise:
+            return [[*item.positives, *item.negatives]]
+        return [[positive, *item.negatives] for positive in item.positives]
+
+    groups = [docs for item in mined for docs in lists(item)]
+    pairs = [(item.query, text_of(doc)) for item in mined for docs in lists(item) for doc in docs]
     scores = np.asarray(score_pairs(pairs), dtype=np.float64).tolist()
     rows: list[list[float]] = []
     offset = 0
-    for item in mined:
-        width = 1 + len(item.negatives)
-        for _ in item.positives:
-            rows.append(scores[offset : offset + width])
-            offset += width
+    for docs in groups:
+        rows.append(scores[offset : offset + len(docs)])
+        offset += len(docs)
     return rows

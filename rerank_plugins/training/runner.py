@@ -7,6 +7,7 @@ leaves nothing half-written where ``out`` points (and an existing ``out`` intact
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -18,30 +19,32 @@ from typing import Any, Literal
 
 from .._device import resolve_device
 from .._files import cache_root, publish_directory, staging_directory
-from .._validation import check_int
 from ..evaluation.runner import build_retriever, machine_info
 from . import report as reporting
 from .data import DEFAULT_EVAL_FRACTION, load_training_data
 from .distill import teacher_scores
 from .model import DEFAULT_SERVE_LENGTH, inspect_base, write_initial_model
 from .negatives import (
-    NEGATIVE_SOURCES,
     Sampling,
-    check_rank_range,
     fill_negatives,
     filter_with_teacher,
     mine_negatives,
     negative_stats,
 )
 from .pseudo import title_queries
-from .train import DISTILL_LOSSES, FIXED_WIDTH_LOSSES, LOSSES, Loss, build_rows, pairs_per_row
+from .settings import check_out, check_settings
+from .train import (
+    FIXED_WIDTH_LOSSES,
+    LISTWISE_DISTILL_LOSSES,
+    Loss,
+    build_rows,
+    pairs_per_row,
+)
 from .train import train as run_training
 
 logger = logging.getLogger(__name__)
 
 NegativeSource = Literal["hybrid", "bm25", "dense"]
-#: The teacher's false-negative filter when a teacher is given without distilling.
-DEFAULT_RELATIVE_MARGIN = 0.05
 #: Learning rate of a newly added relevance head (the encoder uses ``lr``).
 DEFAULT_HEAD_LR = 2e-3
 ONNX_DIR = "onnx"
@@ -53,25 +56,6 @@ class TuneResult:
 
     path: Path
     report: dict[str, Any]
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out directory {str(out)!r} exists and is a file; pass a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(
-            f"out directory {str(out)!r} exists and is not empty; pass overwrite=True "
-            "(--overwrite) to "
-            "replace it once the new model is complete"
-        )
-
-
-def _positive(name: str, value: Any, *, allow_float: bool = False) -> None:
-    types = (int, float) if allow_float else (int,)
-    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
-        raise ValueError(
-            f"{name} must be a positive {'number' if allow_float else 'int'}, got {value!r}"
-        )
 
 
 def _reranker(
@@ -140,7 +124,8 @@ def tune(
             when not distilling, else off.
         student_layers: Keep this many of the base's layers (spread evenly, first and last).
         loss: One of ``LOSSES``; default ``"mnrl"``, or ``"margin_mse"`` with a teacher and
-            ``student_layers``. See :mod:`rerank_plugins.training.train`.
+            ``student_layers`` (``"listnet_kd"``: the teacher's scores over each query's whole
+            list). See :mod:`rerank_plugins.training.train`.
         pseudo_queries: When distilling, also learn the teacher's scores on this many corpus
             titles asked as queries (:mod:`rerank_plugins.training.pseudo`; never a document
             judged for an eval query). More queries for the student, no invented judgements.
@@ -181,43 +166,37 @@ def tune(
         return now
 
     # ---------------------------------------------------------------- settings, cheap checks
-    if negatives not in NEGATIVE_SOURCES:
-        raise ValueError(f"negatives must be one of {NEGATIVE_SOURCES}, got {negatives!r}")
-    check_rank_range(rank_min, rank_max, negatives_per_query)
-    for name, value in (("batch_size", batch_size), ("max_length", max_length)):
-        _positive(name, value)
-    _positive("eval_depth", eval_depth)
-    _positive("lr", lr, allow_float=True)
-    _positive("epochs", epochs, allow_float=True)
-    if max_steps is not None:
-        _positive("max_steps", max_steps)
-    if head_lr is not None:
-        _positive("head_lr", head_lr, allow_float=True)
-    if student_layers is not None:
-        _positive("student_layers", student_layers)
-    distilling = teacher is not None and (
-        student_layers is not None or (loss is not None and loss in DISTILL_LOSSES)
+    settings = check_settings(
+        base=base,
+        teacher=teacher,
+        loss=loss,
+        relative_margin=relative_margin,
+        split=split,
+        eval_split=eval_split,
+        eval_fraction=eval_fraction,
+        negatives=negatives,
+        negatives_per_query=negatives_per_query,
+        rank_min=rank_min,
+        rank_max=rank_max,
+        sampling=sampling,
+        student_layers=student_layers,
+        pseudo_queries=pseudo_queries,
+        device=device,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        head_lr=head_lr,
+        max_length=max_length,
+        serve_length=serve_length,
+        seed=seed,
+        eval_depth=eval_depth,
+        retriever_depth=retriever_depth,
+        export_int8=export_int8,
     )
-    if loss is None:
-        loss = "margin_mse" if distilling else "mnrl"
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if loss in DISTILL_LOSSES and teacher is None:
-        raise ValueError(f"loss={loss!r} distils a teacher's scores: pass teacher=")
-    check_int(pseudo_queries, "pseudo_queries", minimum=0)
-    if pseudo_queries and loss not in DISTILL_LOSSES:
-        raise ValueError(
-            f"pseudo_queries={pseudo_queries} needs distillation (teacher= with student_layers= "
-            "or a distillation loss): the teacher's scores are their only labels"
-        )
-    if relative_margin is None and teacher is not None and not distilling:
-        relative_margin = DEFAULT_RELATIVE_MARGIN
-    if base is None:
-        if teacher is None:
-            raise ValueError("pass base= (the model to start from), or teacher= to distil it")
-        base = teacher
+    loss_name, relative_margin = settings.loss, settings.relative_margin
     out_path = Path(out).expanduser().absolute()
-    _check_out(out_path, overwrite)
+    check_out(out_path, overwrite)
     torch_device = str(resolve_device(device))
 
     # ---------------------------------------------------------------- inputs
@@ -225,7 +204,7 @@ def tune(
     training_data = load_training_data(
         data, split=split, eval_split=eval_split, eval_fraction=eval_fraction, seed=seed
     )
-    base_model = inspect_base(base)
+    base_model = inspect_base(settings.base)
     if student_layers is not None and student_layers >= base_model.num_layers:
         raise ValueError(
             f"student_layers={student_layers} must be below the base's {base_model.num_layers} layers"
@@ -281,14 +260,13 @@ def tune(
     )
     dropped = 0
     if relative_margin is not None:
-        if teacher_reranker is None:
-            raise ValueError("relative_margin filters negatives with a teacher: pass teacher=")
+        assert teacher_reranker is not None  # check_settings refused a margin without a teacher
         dropped = filter_with_teacher(
             mined, teacher_reranker.score_pairs, text_of, relative_margin=relative_margin
         )
     short = negative_stats(mined, negatives_per_query)["queries_short_of_negatives"]
     filled = 0
-    if loss in FIXED_WIDTH_LOSSES:
+    if loss_name in FIXED_WIDTH_LOSSES:
         filled = fill_negatives(
             mined,
             training_data.dataset.doc_texts()[0],
@@ -311,7 +289,7 @@ def tune(
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_final.name}.work-", dir=out_final.parent))
     try:
         labels = None
-        if loss in DISTILL_LOSSES:
+        if settings.distils:
             assert teacher_reranker is not None and teacher is not None
             # Labels come from the window the student trains on: scores that read text past
             # max_length would teach it what it cannot see (and cost twice as much at 128).
@@ -323,10 +301,15 @@ def tune(
             logger.info(
                 "scoring training pairs with the teacher (%d tokens) ...", label_reranker.max_length
             )
-            labels = teacher_scores(mined, label_reranker.score_pairs, text_of)
+            labels = teacher_scores(
+                mined,
+                label_reranker.score_pairs,
+                text_of,
+                listwise=loss_name in LISTWISE_DISTILL_LOSSES,
+            )
             del label_reranker
             now = lap("teacher_scoring", now)
-        columns = build_rows(mined, text_of, loss, teacher=labels)
+        columns = build_rows(mined, text_of, loss_name, teacher=labels)
         init_dir = scratch / "init"
         init_info = write_initial_model(
             base_model, init_dir, serve_length=serve, student_layers=student_layers, seed=seed
@@ -365,7 +348,7 @@ def tune(
         model, training = run_training(
             init_dir,
             columns,
-            loss=loss,
+            loss=loss_name,
             work_dir=scratch / "trainer",
             negatives_per_positive=negatives_per_query,
             max_length=max_length,
@@ -380,7 +363,7 @@ def tune(
             trainer_kwargs=trainer_kwargs,
         )
         training["loss_trend"] = reporting.loss_trend(training["loss_history"])
-        training["pairs_per_step"] = pairs_per_row(loss, negatives_per_query) * batch_size
+        training["pairs_per_step"] = pairs_per_row(loss_name, negatives_per_query) * batch_size
         now = lap("train", now)
         model.model.save_pretrained(staging)  # a plain Hugging Face cross-encoder directory
         from transformers import AutoTokenizer
@@ -411,34 +394,9 @@ def tune(
 
         report = {
             "output": str(out_final),
-            "settings": {
-                "base": str(base),
-                "teacher": str(teacher) if teacher is not None else None,
-                "split": split,
-                "eval_split": eval_split,
-                "eval_fraction": eval_fraction,
-                "negatives": negatives,
-                "negatives_per_query": negatives_per_query,
-                "rank_min": rank_min,
-                "rank_max": rank_max,
-                "sampling": sampling,
-                "relative_margin": relative_margin,
-                "student_layers": student_layers,
-                "loss": loss,
-                "pseudo_queries": pseudo_queries,
-                "device": torch_device,
-                "max_steps": max_steps,
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "lr": lr,
-                "head_lr": head_lr,
-                "max_length": max_length,
-                "serve_length": serve,
-                "seed": seed,
-                "eval_depth": eval_depth,
-                "retriever_depth": retriever_depth,
-                "export_int8": export_int8,
-            },
+            "settings": dataclasses.replace(
+                settings, device=torch_device, head_lr=head_lr, serve_length=serve
+            ).as_report(),
             "data": {"path": str(Path(data).expanduser().resolve()), **training_data.summary()},
             "model": {
                 "base_kind": base_model.kind,

@@ -13,6 +13,11 @@ Losses (all from ``sentence_transformers.cross_encoder.losses``):
   positives up-weighted by the negatives per positive.
 - ``"margin_mse"`` / ``"mse"`` (distillation): :class:`MarginMSELoss` on ``(query, positive,
   negatives)`` with the teacher's logits, or :class:`MSELoss` on ``(query, passage)`` pairs.
+- ``"listnet_kd"`` (listwise distillation): :class:`ListNetLoss` over ``(query, [positives +
+  negatives], teacher logits)``: the cross-entropy between the softmax of the teacher's logits
+  and the student's over the query's whole list (a KL divergence up to the teacher's entropy),
+  so the student learns the teacher's ordering of every candidate, not only positive vs each
+  negative.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any, Literal
 from ._deps import require_train
 from .negatives import MinedQuery
 
-Loss = Literal["mnrl", "lambda", "listnet", "bce", "margin_mse", "mse"]
-LOSSES: tuple[str, ...] = ("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse")
+Loss = Literal["mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd"]
+LOSSES: tuple[str, ...] = ("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd")
 #: Losses that need a teacher's scores.
-DISTILL_LOSSES = ("margin_mse", "mse")
+DISTILL_LOSSES = ("margin_mse", "mse", "listnet_kd")
+#: Distillation losses whose teacher rows are a query's whole list (``listwise=True`` scores).
+LISTWISE_DISTILL_LOSSES = ("listnet_kd",)
 #: Losses whose rows have a fixed number of negative columns.
 FIXED_WIDTH_LOSSES = ("mnrl", "margin_mse")
 #: Random in-batch negatives added to each row by ``"mnrl"`` (hard negatives do the work).
@@ -47,7 +54,8 @@ def build_rows(
     """Columns of the training ``datasets.Dataset`` for ``loss`` (see the module docs).
 
     ``teacher`` holds, per (query, positive), the teacher's logits for ``[positive,
-    *negatives]`` (:func:`~rerank_plugins.training.distill.teacher_scores`).
+    *negatives]``, or for ``"listnet_kd"`` per query for ``[*positives, *negatives]``
+    (:func:`~rerank_plugins.training.distill.teacher_scores`).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -60,6 +68,25 @@ def build_rows(
             columns["query"].append(item.query)
             columns["docs"].append([text_of(d) for d in [*item.positives, *item.negatives]])
             columns["labels"].append([float(g) for g in item.grades] + [0.0] * len(item.negatives))
+        return columns
+    if loss in LISTWISE_DISTILL_LOSSES:
+        assert teacher is not None
+        if len(teacher) != len(mined):
+            raise ValueError(
+                f"loss={loss!r} needs one teacher row per query: {len(teacher)} rows for "
+                f"{len(mined)} queries"
+            )
+        columns = {"query": [], "docs": [], "labels": []}
+        for item, scores in zip(mined, teacher, strict=True):
+            docs = [*item.positives, *item.negatives]
+            if len(scores) != len(docs):
+                raise ValueError(
+                    f"query {item.query_id!r} has {len(docs)} documents but {len(scores)} "
+                    "teacher scores"
+                )
+            columns["query"].append(item.query)
+            columns["docs"].append([text_of(d) for d in docs])
+            columns["labels"].append([float(s) for s in scores])
         return columns
     if loss in ("bce", "mse"):
         columns = {"query": [], "passage": [], "label": []}
@@ -121,7 +148,7 @@ def make_loss(model: Any, loss: str, *, negatives_per_positive: int) -> Any:
         )
     if loss == "lambda":
         return losses.LambdaLoss(model)
-    if loss == "listnet":
+    if loss in ("listnet", "listnet_kd"):
         return losses.ListNetLoss(model)
     if loss == "bce":
         weight = torch.tensor(float(max(negatives_per_positive, 1)))

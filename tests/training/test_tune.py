@@ -104,9 +104,10 @@ def test_student_has_n_layers_and_learns_from_the_teacher(
     windows: list[int] = []
     real_teacher_scores = tune_runner.teacher_scores
 
-    def spy(mined, score_pairs, text_of):
+    def spy(mined, score_pairs, text_of, **kwargs):
         windows.append(score_pairs.__self__.max_length)
-        return real_teacher_scores(mined, score_pairs, text_of)
+        assert kwargs == {"listwise": False}  # margin_mse: a row per (query, positive)
+        return real_teacher_scores(mined, score_pairs, text_of, **kwargs)
 
     monkeypatch.setattr(tune_runner, "teacher_scores", spy)
     out = tmp_path / "student"
@@ -126,15 +127,41 @@ def test_student_has_n_layers_and_learns_from_the_teacher(
     assert student.score("q", ["p", "d"]).shape == (2,)
 
 
+def test_listwise_distillation_learns_the_teachers_scores_over_each_whole_list(
+    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None, monkeypatch
+) -> None:
+    rows: list[tuple[int, int]] = []
+    real_teacher_scores = tune_runner.teacher_scores
+
+    def spy(mined, score_pairs, text_of, **kwargs):
+        labels = real_teacher_scores(mined, score_pairs, text_of, **kwargs)
+        assert kwargs == {"listwise": True}
+        for item, row in zip(mined, labels, strict=True):  # one row per query, whole list
+            assert len(row) == len(item.positives) + len(item.negatives)
+        rows.append((len(mined), len(labels)))
+        return labels
+
+    monkeypatch.setattr(tune_runner, "teacher_scores", spy)
+    out = tmp_path / "student"
+    result = _run(
+        tiny_beir, out, teacher=tiny_ce_path, student_layers=1, loss="listnet_kd", max_steps=3
+    )
+    report = result.report
+    assert rows == [(report["data"]["train_queries"], report["data"]["train_queries"])]
+    assert report["settings"]["loss"] == "listnet_kd" and report["training"]["steps"] == 3
+    assert "- Loss: `listnet_kd`" in (out / "README.md").read_text()
+    assert CrossEncoderReranker(out, device="cpu").score("q", ["p"]).shape == (1,)
+
+
 def test_pseudo_queries_add_teacher_labelled_titles_but_no_eval_document(
     tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, one_thread: None, monkeypatch
 ) -> None:
     labelled: list[list] = []
     real_teacher_scores = tune_runner.teacher_scores
 
-    def spy(mined, score_pairs, text_of):
+    def spy(mined, score_pairs, text_of, **kwargs):
         labelled.append(list(mined))
-        return real_teacher_scores(mined, score_pairs, text_of)
+        return real_teacher_scores(mined, score_pairs, text_of, **kwargs)
 
     monkeypatch.setattr(tune_runner, "teacher_scores", spy)
     result = _run(
@@ -197,13 +224,28 @@ def test_interrupted_run_leaves_nothing_at_out(
         ({"base": "B", "relative_margin": 0.1}, ValueError, "pass teacher="),
         ({"base": "B", "pseudo_queries": 3}, ValueError, "needs distillation"),
         ({"base": "B", "pseudo_queries": -1}, ValueError, "pseudo_queries must be >= 0"),
+        ({"base": "B", "lr": float("nan")}, ValueError, "lr must be finite"),
+        ({"base": "B", "epochs": 0}, ValueError, "epochs must be > 0"),
+        ({"base": "B", "head_lr": "fast"}, TypeError, "head_lr must be a number"),
+        ({"base": "B", "loss": "listnet_kd"}, ValueError, "distils a teacher's scores"),
     ],
 )
 def test_bad_settings_fail_fast(
-    tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, kwargs: dict, error: type, message: str
+    tiny_beir: Path,
+    tiny_ce_path: Path,
+    tmp_path: Path,
+    kwargs: dict,
+    error: type,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if kwargs.get("base") == "B":
         kwargs = {**kwargs, "base": tiny_ce_path}
+
+    def too_late(*args, **kwargs):
+        raise AssertionError("the corpus was indexed before the settings were checked")
+
+    monkeypatch.setattr(tune_runner, "build_retriever", too_late)
     with pytest.raises(error, match=message):
         _run(tiny_beir, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
