@@ -41,6 +41,10 @@ _non_negative_float = _number(float, low=0.0)
 _non_negative_int = _number(int, low=0)
 
 
+def _count_or_auto(text: str) -> int | str:
+    return "auto" if text == "auto" else _non_negative_int(text)
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler's or ``kill``'s stop) unwinds like Ctrl-C, so the half-written
@@ -91,6 +95,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 lr=args.lr,
                 head_lr=args.head_lr,
+                logit_scale=args.logit_scale,
                 max_length=args.max_length,
                 serve_length=args.serve_length,
                 seed=args.seed,
@@ -157,7 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="hybrid",
         help="first stage that mines hard negatives and gives the eval candidates",
     )
-    p.add_argument("--negatives-per-query", type=positive_int, default=7)
+    p.add_argument("--negatives-per-query", type=positive_int, default=3)
     p.add_argument(
         "--rank-min", type=positive_int, default=1, help="first first-stage rank to draw from"
     )
@@ -193,11 +198,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pseudo-queries",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="when distilling: also learn the teacher's scores on N corpus titles asked as "
-        "queries (never a document judged for an eval query; docs/training.md)",
+        type=_count_or_auto,
+        default="auto",
+        metavar="N|auto",
+        help="also learn from N corpus titles asked as queries: labelled by the teacher when "
+        "distilling, else with the title's own document as a weak positive (never a document "
+        "judged for an eval query; docs/training.md). auto (default): as many as the judged "
+        "training queries when the base gets a new head and no teacher labels, else 0",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
     p.add_argument(
@@ -219,6 +226,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_positive_float,
         default=None,
         help="learning rate of a new relevance head (default 2e-3; else --lr)",
+    )
+    p.add_argument(
+        "--logit-scale",
+        type=_positive_float,
+        default=None,
+        help="mnrl: logits are multiplied by this in the softmax and the scale is folded into "
+        "the saved head (default 10 for a new head, 1 for a cross-encoder's own)",
     )
     p.add_argument("--max-length", type=positive_int, default=192, help="training token window")
     p.add_argument(

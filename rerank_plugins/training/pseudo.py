@@ -1,12 +1,12 @@
-"""Pseudo-queries for distillation: a corpus document's title, asked as a query.
+"""Pseudo-queries: a corpus document's title, asked as a query.
 
-A distilled student learns its teacher's scores, not the judgements, so it can learn from any
-query the teacher scores: judged training queries are few (SciFact has 728 after the held-out
-slice), the corpus has thousands of titles written in the domain's own words. Each pseudo-query
-keeps the shape of a training query (its own document stands as the "positive", hard
-negatives are mined from the first stage as for a real query) and every label it contributes
-is the teacher's score: no judgement is invented. Documents judged for an eval query are never
-used, so the held-out measurement stays clean.
+Judged training queries are few (SciFact has 728 after the held-out slice), the corpus has
+thousands of titles written in the domain's own words. Each pseudo-query keeps the shape of a
+training query: its own document stands as the "positive", hard negatives are mined from the
+first stage as for a real query. A distilled student learns only the teacher's scores of these
+rows, so no judgement is invented; without a teacher the title's own document is a weak
+positive (a title describes its abstract; another document may answer it too). Documents
+judged for an eval query are never used, so the held-out measurement stays clean.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from .train import DISTILL_LOSSES
 
 #: Bump when the meaning of a field in ``training_report.json`` changes.
 REPORT_FORMAT = 1
@@ -217,7 +218,12 @@ def model_card(report: Mapping[str, Any]) -> str:
         f"query, {settings['sampling']}); judged positives never used as negatives"
         + (
             f"; plus {report['negatives']['pseudo_queries']} corpus titles asked as "
-            "pseudo-queries, labelled by the teacher only"
+            "pseudo-queries, "
+            + (
+                "labelled by the teacher only"
+                if settings["loss"] in DISTILL_LOSSES
+                else "each with its own document as a weak positive"
+            )
             if report["negatives"].get("pseudo_queries")
             else ""
         ),

@@ -32,10 +32,11 @@ from .negatives import (
     negative_stats,
 )
 from .pseudo import title_queries
-from .settings import check_out, check_settings
+from .settings import check_out, check_settings, resolve_pseudo_queries
 from .train import (
     FIXED_WIDTH_LOSSES,
     LISTWISE_DISTILL_LOSSES,
+    NEW_HEAD_LOGIT_SCALE,
     Loss,
     build_rows,
     pairs_per_row,
@@ -77,7 +78,7 @@ def tune(
     eval_split: str | None = None,
     eval_fraction: float = DEFAULT_EVAL_FRACTION,
     negatives: NegativeSource = "hybrid",
-    negatives_per_query: int = 7,
+    negatives_per_query: int = 3,
     rank_min: int = 1,
     rank_max: int = 30,
     sampling: Sampling = "random",
@@ -85,13 +86,14 @@ def tune(
     relative_margin: float | None = None,
     student_layers: int | None = None,
     loss: Loss | None = None,
-    pseudo_queries: int = 0,
+    pseudo_queries: int | Literal["auto"] = "auto",
     device: str = "auto",
     max_steps: int | None = None,
     epochs: float = 1.0,
     batch_size: int = 8,
     lr: float = 5e-5,
     head_lr: float | None = None,
+    logit_scale: float | None = None,
     max_length: int = 192,
     serve_length: int | None = None,
     seed: int = 0,
@@ -126,15 +128,22 @@ def tune(
         loss: One of ``LOSSES``; default ``"mnrl"``, or ``"margin_mse"`` with a teacher and
             ``student_layers`` (``"listnet_kd"``: the teacher's scores over each query's whole
             list). See :mod:`rerank_plugins.training.train`.
-        pseudo_queries: When distilling, also learn the teacher's scores on this many corpus
-            titles asked as queries (:mod:`rerank_plugins.training.pseudo`; never a document
-            judged for an eval query). More queries for the student, no invented judgements.
+        pseudo_queries: Also learn from this many corpus titles asked as queries
+            (:mod:`rerank_plugins.training.pseudo`; never a document judged for an eval
+            query): labelled by the teacher's scores when distilling, else with the title's
+            own document as a weak positive. ``"auto"`` (default): as many as the judged
+            training queries when the base gets a new head and the labels are judgements
+            (the bi-encoder recipe, see docs/training.md), else none.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         max_steps, epochs: Length of training (``max_steps`` wins when set).
         batch_size: Training rows per step (a row: a query with a positive and its negatives,
             a query list for listwise losses, a pair for ``bce``/``mse``).
         lr, head_lr: Learning rates of the encoder and of a new head (default 2e-3 for a new
             head, else ``lr``).
+        logit_scale: ``"mnrl"`` only: the softmax sees ``logit_scale * logit`` and the saved
+            head has the scale folded in, so served scores are the trained ones. Default 10
+            for a new head (it starts near zero; at scale 1 the loss sits at ``ln(n)`` until
+            the head grows), 1 for a cross-encoder's own head (its logits are already scaled).
         max_length: Token window per pair during training.
         serve_length: Token window saved with the model (default ``max(max_length, 256)``,
             capped by the model's positions); the eval split is scored with it.
@@ -187,6 +196,7 @@ def tune(
         batch_size=batch_size,
         lr=lr,
         head_lr=head_lr,
+        logit_scale=logit_scale,
         max_length=max_length,
         serve_length=serve_length,
         seed=seed,
@@ -236,6 +246,12 @@ def tune(
 
     # ---------------------------------------------------------------- negatives
     text_of = training_data.text
+    pseudo_queries = resolve_pseudo_queries(
+        settings.pseudo_queries,
+        new_head=base_model.needs_head,
+        distils=settings.distils,
+        train_queries=len(training_data.train_qrels),
+    )
     extra_queries, extra_qrels = title_queries(
         training_data.dataset.corpus,
         pseudo_queries,
@@ -316,6 +332,8 @@ def tune(
         )
         if head_lr is None and init_info["new_head"]:
             head_lr = DEFAULT_HEAD_LR
+        if logit_scale is None and loss_name == "mnrl":
+            logit_scale = NEW_HEAD_LOGIT_SCALE if init_info["new_head"] else 1.0
 
         # ------------------------------------------------------------ before
         candidates = reporting.retrieve_candidates(
@@ -359,6 +377,7 @@ def tune(
             lr=lr,
             head_lr=head_lr,
             seed=seed,
+            logit_scale=logit_scale or 1.0,
             show_progress=show_progress,
             trainer_kwargs=trainer_kwargs,
         )
@@ -395,7 +414,12 @@ def tune(
         report = {
             "output": str(out_final),
             "settings": dataclasses.replace(
-                settings, device=torch_device, head_lr=head_lr, serve_length=serve
+                settings,
+                device=torch_device,
+                head_lr=head_lr,
+                logit_scale=logit_scale,
+                pseudo_queries=pseudo_queries,
+                serve_length=serve,
             ).as_report(),
             "data": {"path": str(Path(data).expanduser().resolve()), **training_data.summary()},
             "model": {

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._validation import check_int, check_number, check_positive_int
 from .negatives import NEGATIVE_SOURCES, check_rank_range
@@ -21,9 +21,10 @@ DEFAULT_RELATIVE_MARGIN = 0.05
 class TuneSettings:
     """Every option of a run, as :func:`~rerank_plugins.training.tune` documents them.
 
-    ``head_lr``, ``serve_length`` and ``device`` are what was asked for until the base model
-    and the device are known; the runner replaces them with what ran
-    (:func:`dataclasses.replace`) before they go into ``training_report.json``.
+    ``head_lr``, ``logit_scale``, ``pseudo_queries``, ``serve_length`` and ``device`` are what
+    was asked for until the base model, the data and the device are known; the runner replaces
+    them with what ran (:func:`dataclasses.replace`) before they go into
+    ``training_report.json``.
     """
 
     base: str
@@ -39,13 +40,14 @@ class TuneSettings:
     relative_margin: float | None
     student_layers: int | None
     loss: str
-    pseudo_queries: int
+    pseudo_queries: int | Literal["auto"]
     device: str
     max_steps: int | None
     epochs: float
     batch_size: int
     lr: float
     head_lr: float | None
+    logit_scale: float | None
     max_length: int
     serve_length: int | None
     seed: int
@@ -109,12 +111,14 @@ def check_settings(
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if loss in DISTILL_LOSSES and teacher is None:
         raise ValueError(f"loss={loss!r} distils a teacher's scores: pass teacher=")
-    pseudo_queries = check_int(options["pseudo_queries"], "pseudo_queries", minimum=0)
-    if pseudo_queries and loss not in DISTILL_LOSSES:
-        raise ValueError(
-            f"pseudo_queries={pseudo_queries} needs distillation (teacher= with student_layers= "
-            "or a distillation loss): the teacher's scores are their only labels"
-        )
+    if options["logit_scale"] is not None:
+        check_number(options["logit_scale"], "logit_scale", positive=True)
+        if loss != "mnrl":
+            raise ValueError(
+                f"logit_scale sharpens the softmax of loss='mnrl'; loss={loss!r} does not use one"
+            )
+    if options["pseudo_queries"] != "auto":
+        check_int(options["pseudo_queries"], "pseudo_queries", minimum=0)
     if relative_margin is not None and teacher is None:
         raise ValueError("relative_margin filters negatives with a teacher: pass teacher=")
     if relative_margin is None and teacher is not None and not distilling:
@@ -130,6 +134,17 @@ def check_settings(
         relative_margin=relative_margin,
         **options,
     )
+
+
+def resolve_pseudo_queries(
+    requested: int | Literal["auto"], *, new_head: bool, distils: bool, train_queries: int
+) -> int:
+    """How many title pseudo-queries a run adds: ``"auto"`` adds as many as there are judged
+    training queries when a new head is trained on judgements (it learns relevance from
+    scratch, and judged queries alone are too few), else none."""
+    if requested != "auto":
+        return int(requested)
+    return int(train_queries) if new_head and not distils else 0
 
 
 def check_out(out: Path, overwrite: bool) -> None:

@@ -3,9 +3,10 @@
 Losses (all from ``sentence_transformers.cross_encoder.losses``):
 
 - ``"mnrl"`` (default): :class:`MultipleNegativesRankingLoss` over ``(query, positive,
-  negative_1..negative_n)`` with raw logits (identity activation, scale 1): a softmax
-  cross-entropy that asks the positive to beat the query's hard negatives (plus one in-batch
-  negative). This is the "localized contrastive estimation" recipe for rerankers: the
+  negative_1..negative_n)`` with raw logits (identity activation) times ``logit_scale`` (10
+  for a new head, folded into its weights after training; 1 for a cross-encoder's own): a
+  softmax cross-entropy that asks the positive to beat the query's hard negatives (plus one
+  in-batch negative). This is the "localized contrastive estimation" recipe for rerankers: the
   negatives come from the very first stage the reranker will serve behind.
 - ``"lambda"`` / ``"listnet"``: listwise :class:`LambdaLoss` / :class:`ListNetLoss` over
   ``(query, [positives + negatives], [grades + zeros])``, one row per query.
@@ -43,6 +44,8 @@ FIXED_WIDTH_LOSSES = ("mnrl", "margin_mse")
 IN_BATCH_NEGATIVES = 1
 #: Share of the optimizer steps spent warming the learning rate up.
 WARMUP_SHARE = 0.1
+#: ``"mnrl"``'s logit scale when the head is new (``1.0`` keeps a cross-encoder's own scale).
+NEW_HEAD_LOGIT_SCALE = 10.0
 
 
 def build_rows(
@@ -137,14 +140,16 @@ def pairs_per_row(loss: str, num_negatives: int) -> int:
     return 1 + num_negatives + extra
 
 
-def make_loss(model: Any, loss: str, *, negatives_per_positive: int) -> Any:
-    """The sentence-transformers loss object for ``loss``."""
+def make_loss(
+    model: Any, loss: str, *, negatives_per_positive: int, logit_scale: float = 1.0
+) -> Any:
+    """The sentence-transformers loss object for ``loss`` (``logit_scale``: ``"mnrl"`` only)."""
     import torch
 
     losses = require_train().losses
     if loss == "mnrl":
         return losses.MultipleNegativesRankingLoss(
-            model, num_negatives=IN_BATCH_NEGATIVES, scale=1.0, activation_fn=None
+            model, num_negatives=IN_BATCH_NEGATIVES, scale=float(logit_scale), activation_fn=None
         )
     if loss == "lambda":
         return losses.LambdaLoss(model)
@@ -158,6 +163,24 @@ def make_loss(model: Any, loss: str, *, negatives_per_positive: int) -> Any:
     if loss == "mse":
         return losses.MSELoss(model)
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def fold_logit_scale(model: Any, scale: float) -> None:
+    """Multiply the one-logit output layer of ``model`` by ``scale``, in place.
+
+    A loss that trained on ``scale * logit`` leaves a model whose served scores are the
+    trained ones only once the scale is part of the weights. The output layer is the last
+    ``Linear`` with one output (``classifier`` in BERT, ``classifier.out_proj`` in RoBERTa).
+    """
+    import torch
+
+    outputs = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    if not outputs:
+        raise ValueError(f"{type(model).__name__} has no one-logit output layer to scale")
+    with torch.no_grad():
+        outputs[-1].weight.mul_(float(scale))
+        if outputs[-1].bias is not None:
+            outputs[-1].bias.mul_(float(scale))
 
 
 def planned_steps(rows: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
@@ -182,6 +205,7 @@ def train(
     lr: float,
     head_lr: float | None,
     seed: int,
+    logit_scale: float = 1.0,
     show_progress: bool = True,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
@@ -231,7 +255,9 @@ def train(
         model=model,
         args=args,
         train_dataset=dataset,
-        loss=make_loss(model, loss, negatives_per_positive=negatives_per_positive),
+        loss=make_loss(
+            model, loss, negatives_per_positive=negatives_per_positive, logit_scale=logit_scale
+        ),
     )
     if not show_progress:  # without bars the trainer prints its logs to stdout instead
         from transformers.trainer_callback import PrinterCallback
@@ -240,6 +266,8 @@ def train(
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
+    if logit_scale != 1.0:
+        fold_logit_scale(model.model, logit_scale)
     history = [
         {"step": int(entry["step"]), "loss": float(entry["loss"])}
         for entry in trainer.state.log_history
@@ -249,5 +277,6 @@ def train(
         "rows": len(dataset),
         "steps": int(trainer.state.global_step),
         "train_seconds": round(seconds, 1),
+        "logit_scale": float(logit_scale),
         "loss_history": history,
     }

@@ -50,6 +50,8 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     report = json.loads((out / "training_report.json").read_text())
     assert report["format_version"] == 1
     assert report["settings"]["loss"] == "mnrl"
+    assert report["settings"]["logit_scale"] == 1.0  # a cross-encoder's head keeps its scale
+    assert report["negatives"]["pseudo_queries"] == 0  # "auto" adds none to a trained head
     assert report["data"]["train_queries"] == 8 and report["data"]["eval_queries"] == 2
     evaluation = report["evaluation"]
     for name in ("first_stage", "before", "after", "int8"):
@@ -84,6 +86,12 @@ def test_plain_encoder_base_gets_a_head_and_runs_are_deterministic(
     assert report["model"]["base_kind"] == "encoder" and report["model"]["new_head"]
     assert report["evaluation"]["before"] is None  # a random head has nothing to measure
     assert report["settings"]["head_lr"] == tune_runner.DEFAULT_HEAD_LR
+    # a new head starts near zero: mnrl sharpens its softmax, and the saved head has it folded in
+    assert report["settings"]["logit_scale"] == tune_runner.NEW_HEAD_LOGIT_SCALE
+    assert report["training"]["logit_scale"] == tune_runner.NEW_HEAD_LOGIT_SCALE
+    # ... and learns from as many title pseudo-queries as judged training queries
+    assert report["settings"]["pseudo_queries"] == report["data"]["train_queries"]
+    assert report["negatives"]["pseudo_queries"] == report["data"]["train_queries"]
     weights_a = (tmp_path / "a" / "model.safetensors").read_bytes()
     weights_b = (tmp_path / "b" / "model.safetensors").read_bytes()
     assert weights_a == weights_b
@@ -190,6 +198,30 @@ def test_pseudo_queries_add_teacher_labelled_titles_but_no_eval_document(
     assert "plus 5 corpus titles asked as pseudo-queries" in card
 
 
+def test_pseudo_queries_without_a_teacher_are_weak_positives(
+    tiny_beir: Path, tiny_embedder_path: Path, tmp_path: Path, one_thread: None, monkeypatch
+) -> None:
+    trained: list[dict] = []
+    real_train = tune_runner.run_training
+
+    def spy(model_dir, columns, **kwargs):
+        trained.append(columns)
+        return real_train(model_dir, columns, **kwargs)
+
+    monkeypatch.setattr(tune_runner, "run_training", spy)
+    result = _run(tiny_beir, tmp_path / "w", base=tiny_embedder_path, max_steps=2, pseudo_queries=4)
+    report = result.report
+    (columns,) = trained
+    assert report["negatives"]["pseudo_queries"] == 4
+    # every judged positive is a row, and each pseudo-query adds one more (its own document)
+    assert len(columns["query"]) == report["data"]["train_positives"] + 4
+    negatives = [c for c in columns if c.startswith("negative_")]
+    for row in range(len(columns["query"])):
+        assert columns["positive"][row] not in {columns[c][row] for c in negatives}
+    card = (tmp_path / "w" / "README.md").read_text()
+    assert "plus 4 corpus titles asked as pseudo-queries, each with its own document" in card
+
+
 def test_interrupted_run_leaves_nothing_at_out(
     tiny_beir: Path, tiny_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,12 +254,14 @@ def test_interrupted_run_leaves_nothing_at_out(
         ({"base": "B", "batch_size": 0}, ValueError, "batch_size must be a positive int"),
         ({"base": "B", "student_layers": 2}, ValueError, "must be below the base's 2 layers"),
         ({"base": "B", "relative_margin": 0.1}, ValueError, "pass teacher="),
-        ({"base": "B", "pseudo_queries": 3}, ValueError, "needs distillation"),
         ({"base": "B", "pseudo_queries": -1}, ValueError, "pseudo_queries must be >= 0"),
+        ({"base": "B", "pseudo_queries": "many"}, TypeError, "pseudo_queries must be an int"),
         ({"base": "B", "lr": float("nan")}, ValueError, "lr must be finite"),
         ({"base": "B", "epochs": 0}, ValueError, "epochs must be > 0"),
         ({"base": "B", "head_lr": "fast"}, TypeError, "head_lr must be a number"),
         ({"base": "B", "loss": "listnet_kd"}, ValueError, "distils a teacher's scores"),
+        ({"base": "B", "loss": "bce", "logit_scale": 10.0}, ValueError, "does not use one"),
+        ({"base": "B", "logit_scale": 0}, ValueError, "logit_scale must be > 0"),
     ],
 )
 def test_bad_settings_fail_fast(

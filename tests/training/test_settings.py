@@ -1,0 +1,24 @@
+"""``training/settings.py``: defaults that depend on the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from rerank_plugins.training.settings import resolve_pseudo_queries
+
+
+@pytest.mark.parametrize(
+    ("requested", "new_head", "distils", "expected"),
+    [
+        ("auto", True, False, 728),  # a bi-encoder base learning from judgements
+        ("auto", False, False, 0),  # a cross-encoder already scores pairs
+        ("auto", True, True, 0),  # distillation: pseudo-queries cost teacher time, opt in
+        (50, False, False, 50),  # an explicit count always wins
+        (0, True, False, 0),
+    ],
+)
+def test_auto_pseudo_queries_only_for_a_new_head_on_judgements(
+    requested: int | str, new_head: bool, distils: bool, expected: int
+) -> None:
+    got = resolve_pseudo_queries(requested, new_head=new_head, distils=distils, train_queries=728)
+    assert got == expected
