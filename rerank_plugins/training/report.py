@@ -264,8 +264,9 @@ def verdict(evaluation: Mapping[str, Any]) -> list[str]:
     if first is not None and after["ndcg@10"] < first:
         warnings.append(
             f"the tuned model reranks worse than the first stage on the eval split (NDCG@10 "
-            f"{after['ndcg@10']:.4f} < {first:.4f}): do not deploy it as is; train longer "
-            "(--epochs), start from a cross-encoder (--base), or distil from one (--teacher)"
+            f"{after['ndcg@10']:.4f} < {first:.4f}): do not deploy it as is; add queries "
+            "(--pseudo-queries N), train longer (--epochs), start from a cross-encoder (--base), "
+            "or distil from one (--teacher)"
         )
     teacher = (evaluation.get("teacher") or {}).get("ndcg@10")
     if teacher is not None and after["ndcg@10"] < teacher - STUDENT_TOLERANCE:
