@@ -42,7 +42,14 @@ _non_negative_int = _number(int, low=0)
 
 
 def _count_or_auto(text: str) -> int | str:
-    return "auto" if text == "auto" else _non_negative_int(text)
+    if text == "auto":
+        return text
+    try:
+        return int(_non_negative_int(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 or auto, got {text!r}"
+        ) from None
 
 
 @contextlib.contextmanager

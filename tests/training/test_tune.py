@@ -302,6 +302,8 @@ def test_non_empty_out_needs_overwrite(tiny_beir: Path, tiny_ce_path: Path, tmp_
         (["--split", "dev"], "training split 'dev' has no qrels"),
         (["--base", "./missing-model"], "does not exist"),
         (["--eval-fraction", "2"], "expected a number > 0 and < 1"),
+        (["--pseudo-queries", "many"], "expected an integer >= 0 or auto, got 'many'"),
+        (["--logit-scale", "0"], "expected a number > 0"),
     ],
 )
 def test_cli_errors_are_one_line(
