@@ -45,7 +45,7 @@ def _count_or_auto(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        return int(_non_negative_int(text))
+        return _non_negative_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected an integer >= 0 or auto, got {text!r}"

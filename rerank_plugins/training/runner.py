@@ -32,11 +32,10 @@ from .negatives import (
     negative_stats,
 )
 from .pseudo import title_queries
-from .settings import check_out, check_settings, resolve_pseudo_queries
+from .settings import check_out, check_settings, resolve_logit_scale, resolve_pseudo_queries
 from .train import (
     FIXED_WIDTH_LOSSES,
     LISTWISE_DISTILL_LOSSES,
-    NEW_HEAD_LOGIT_SCALE,
     Loss,
     build_rows,
     pairs_per_row,
@@ -246,6 +245,7 @@ def tune(
 
     # ---------------------------------------------------------------- negatives
     text_of = training_data.text
+    logit_scale = resolve_logit_scale(logit_scale, loss=loss_name, new_head=base_model.needs_head)
     pseudo_queries = resolve_pseudo_queries(
         settings.pseudo_queries,
         new_head=base_model.needs_head,
@@ -332,8 +332,6 @@ def tune(
         )
         if head_lr is None and init_info["new_head"]:
             head_lr = DEFAULT_HEAD_LR
-        if logit_scale is None and loss_name == "mnrl":
-            logit_scale = NEW_HEAD_LOGIT_SCALE if init_info["new_head"] else 1.0
 
         # ------------------------------------------------------------ before
         candidates = reporting.retrieve_candidates(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .._validation import check_int, check_number, check_positive_int
 from .negatives import NEGATIVE_SOURCES, check_rank_range
-from .train import DISTILL_LOSSES, LOSSES
+from .train import DISTILL_LOSSES, LOSSES, NEW_HEAD_LOGIT_SCALE
 
 #: The teacher's false-negative filter when a teacher is given without distilling.
 DEFAULT_RELATIVE_MARGIN = 0.05
@@ -145,6 +145,15 @@ def resolve_pseudo_queries(
     if requested != "auto":
         return int(requested)
     return int(train_queries) if new_head and not distils else 0
+
+
+def resolve_logit_scale(requested: float | None, *, loss: str, new_head: bool) -> float | None:
+    """``"mnrl"``'s logit scale: what was asked for, else :data:`NEW_HEAD_LOGIT_SCALE` for a
+    new head (its logits start near zero) and 1 for a cross-encoder's own; ``None`` for the
+    losses that have none."""
+    if requested is not None or loss != "mnrl":
+        return requested
+    return NEW_HEAD_LOGIT_SCALE if new_head else 1.0
 
 
 def check_out(out: Path, overwrite: bool) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rerank_plugins.training.settings import resolve_pseudo_queries
+from rerank_plugins.training.settings import resolve_logit_scale, resolve_pseudo_queries
+from rerank_plugins.training.train import NEW_HEAD_LOGIT_SCALE
 
 
 @pytest.mark.parametrize(
@@ -22,3 +23,18 @@ def test_auto_pseudo_queries_only_for_a_new_head_on_judgements(
 ) -> None:
     got = resolve_pseudo_queries(requested, new_head=new_head, distils=distils, train_queries=728)
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "loss", "new_head", "expected"),
+    [
+        (None, "mnrl", True, NEW_HEAD_LOGIT_SCALE),  # a new head's logits start near zero
+        (None, "mnrl", False, 1.0),  # a cross-encoder's logits already have their scale
+        (4.0, "mnrl", True, 4.0),  # an explicit scale always wins
+        (None, "bce", True, None),  # losses without a softmax scale have none
+    ],
+)
+def test_logit_scale_default_follows_the_head(
+    requested: float | None, loss: str, new_head: bool, expected: float | None
+) -> None:
+    assert resolve_logit_scale(requested, loss=loss, new_head=new_head) == expected

@@ -15,6 +15,7 @@ from rerank_plugins.cli import main
 from rerank_plugins.training import report as reporting
 from rerank_plugins.training import runner as tune_runner
 from rerank_plugins.training import student_layer_ids, tune
+from rerank_plugins.training.train import NEW_HEAD_LOGIT_SCALE
 
 pytest.importorskip("bm25s")
 pytest.importorskip("faiss")
@@ -87,8 +88,8 @@ def test_plain_encoder_base_gets_a_head_and_runs_are_deterministic(
     assert report["evaluation"]["before"] is None  # a random head has nothing to measure
     assert report["settings"]["head_lr"] == tune_runner.DEFAULT_HEAD_LR
     # a new head starts near zero: mnrl sharpens its softmax, and the saved head has it folded in
-    assert report["settings"]["logit_scale"] == tune_runner.NEW_HEAD_LOGIT_SCALE
-    assert report["training"]["logit_scale"] == tune_runner.NEW_HEAD_LOGIT_SCALE
+    assert report["settings"]["logit_scale"] == NEW_HEAD_LOGIT_SCALE
+    assert report["training"]["logit_scale"] == NEW_HEAD_LOGIT_SCALE
     # ... and learns from as many title pseudo-queries as judged training queries
     assert report["settings"]["pseudo_queries"] == report["data"]["train_queries"]
     assert report["negatives"]["pseudo_queries"] == report["data"]["train_queries"]
