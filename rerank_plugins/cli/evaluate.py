@@ -117,6 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reranker = _ray_reranker(args)
     else:
         reranker = load_reranker(args.reranker, args)
+    if args.reranker:
+        _hint_recommended_blend(args.reranker, args.blend)
     log(f"indexing {len(dataset.corpus)} documents ({args.retriever}) ...")
     start = time.perf_counter()
     retriever = build_retriever(
@@ -358,3 +360,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--actors", type=positive_int, default=2, help="cross-encoder actors (default 2)"
     )
     ev.set_defaults(func=cmd_eval)
+
+
+def _hint_recommended_blend(model: str, blends: list[float]) -> None:
+    """Point at the blend weight ``rerank-plugins tune`` measured for this model, if any."""
+    from ..training.report import recommended_blend_weight
+
+    weight = recommended_blend_weight(model)
+    if weight is not None and weight not in blends:
+        log(
+            f"  its training report recommends --blend {weight:g} (best on its held-out "
+            "queries); add it to see that row"
+        )

@@ -1,4 +1,4 @@
-"""Before/after measurement on the eval split, ``training_report.json`` and the model card.
+"""Before/after measurement on the eval split, and ``training_report.json``.
 
 Quality is measured the way the model will be used: the first stage retrieves ``depth``
 candidates per eval query (positives are *not* forced in, so a positive the first stage
@@ -11,17 +11,21 @@ import json
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from .train import DISTILL_LOSSES
+from ..pipeline import blend_scores
+
+#: Blend weights measured after training: ``RerankPipeline(blend_weight=w)`` for w in these.
+BLEND_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 #: Bump when the meaning of a field in ``training_report.json`` changes.
 REPORT_FORMAT = 1
 REPORT_FILE = "training_report.json"
-MODEL_CARD = "README.md"
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Candidates:
     doc_ids: list[list[str]]
     texts: list[list[str]]
     depth: int
+    #: The first stage's own scores, row by row (empty: blending cannot be measured).
+    first_scores: list[list[float]] = field(default_factory=list)
 
     @property
     def pairs(self) -> int:
@@ -64,6 +70,7 @@ def retrieve_candidates(
         doc_ids=[[hit.id for hit in row] for row in hits],
         texts=[[hit.text for hit in row] for row in hits],
         depth=depth,
+        first_scores=[[float(hit.score) for hit in row] for row in hits],
     )
 
 
@@ -83,27 +90,79 @@ def first_stage_metrics(candidates: Candidates, qrels: Mapping[str, Any]) -> dic
     return _metrics(run, qrels)
 
 
+def _rows(candidates: Candidates, scores: Sequence[float]) -> list[np.ndarray]:
+    """The flat scores of :meth:`Candidates.flat`, cut back into one array per query."""
+    rows, offset = [], 0
+    for ids in candidates.doc_ids:
+        rows.append(np.asarray(scores[offset : offset + len(ids)], dtype=np.float64))
+        offset += len(ids)
+    return rows
+
+
+def _run(candidates: Candidates, rows: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
+    return {
+        qid: {doc: float(s) for doc, s in zip(ids, row, strict=True)}
+        for qid, ids, row in zip(candidates.query_ids, candidates.doc_ids, rows, strict=True)
+    }
+
+
 def score_candidates(
-    reranker: Any, candidates: Candidates, qrels: Mapping[str, Any]
+    reranker: Any,
+    candidates: Candidates,
+    qrels: Mapping[str, Any],
+    *,
+    blend_weights: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """Rerank every query's candidates with ``reranker``: metrics, pairs/s, seconds."""
+    """Rerank every query's candidates with ``reranker``: metrics, pairs/s, seconds.
+
+    With ``blend_weights`` (and first-stage scores in ``candidates``) the same scores are also
+    ranked by :func:`~rerank_plugins.pipeline.blend_scores` at each weight, under ``"blend"``.
+    """
     pairs = candidates.flat()
     started = time.perf_counter()
     scores = reranker.score_pairs(pairs) if pairs else []
     seconds = time.perf_counter() - started
-    run: dict[str, dict[str, float]] = {}
-    offset = 0
-    for qid, ids in zip(candidates.query_ids, candidates.doc_ids, strict=True):
-        run[qid] = {
-            doc: float(s) for doc, s in zip(ids, scores[offset : offset + len(ids)], strict=True)
-        }
-        offset += len(ids)
-    return {
-        **_metrics(run, qrels),
+    rows = _rows(candidates, scores)
+    measured: dict[str, Any] = {
+        **_metrics(_run(candidates, rows), qrels),
         "pairs": len(pairs),
         "seconds": round(seconds, 2),
         "pairs_per_s": round(len(pairs) / seconds, 1) if seconds > 0 else None,
     }
+    if blend_weights and candidates.first_scores:
+        finite = all(np.isfinite(row).all() for row in rows) and all(
+            np.isfinite(first).all() for first in candidates.first_scores
+        )
+        if finite:
+            measured["blend"] = [
+                {"weight": w, **_metrics(_run(candidates, blend_rows(rows, candidates, w)), qrels)}
+                for w in blend_weights
+            ]
+        else:  # a diverged model must still be reported (and warned about), not crash the run
+            measured["blend_note"] = "not measured: some scores are not finite"
+    return measured
+
+
+def blend_rows(
+    rows: Sequence[np.ndarray], candidates: Candidates, weight: float
+) -> list[np.ndarray]:
+    """Each query's reranker scores blended with its first-stage scores at ``weight``."""
+    return [
+        blend_scores(row, np.asarray(first, dtype=np.float64), weight)
+        for row, first in zip(rows, candidates.first_scores, strict=True)
+    ]
+
+
+def recommend_blend(measured: Mapping[str, Any]) -> float | None:
+    """The blend weight with the best NDCG@10 on the eval split, if one beats no blend.
+
+    Ties go to the smaller weight (more of the reranker).
+    """
+    best_weight, best = None, measured["ndcg@10"]
+    for row in measured.get("blend") or []:
+        if row["ndcg@10"] > best:
+            best_weight, best = row["weight"], row["ndcg@10"]
+    return best_weight
 
 
 def compare_throughput(
@@ -135,7 +194,10 @@ def measure_result(
 ) -> dict[str, Any]:
     """The trained model on the eval candidates; with a teacher, both side by side (pairs/s);
     with its int8 export, that too plus the export's parity figures."""
-    measured: dict[str, Any] = {"after": score_candidates(result, candidates, qrels)}
+    measured: dict[str, Any] = {
+        "after": score_candidates(result, candidates, qrels, blend_weights=BLEND_WEIGHTS)
+    }
+    measured["recommended_blend_weight"] = recommend_blend(measured["after"])
     if teacher is not None:
         speeds = compare_throughput({"teacher": teacher, "after": result}, candidates)
         teacher_speed = speeds.get("teacher")
@@ -153,97 +215,25 @@ def measure_result(
     return measured
 
 
+def recommended_blend_weight(model_dir: str | Path) -> float | None:
+    """The blend weight a tuned model's ``training_report.json`` recommends, if it has one.
+
+    None for a directory without a report (any other model), an unreadable report, or a
+    report that recommends no blend.
+    """
+    path = Path(model_dir) / REPORT_FILE
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        weight = report["evaluation"]["recommended_blend_weight"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(weight) if isinstance(weight, int | float) and 0 < weight < 1 else None
+
+
 def write_report(directory: Path, report: Mapping[str, Any]) -> Path:
     path = directory / REPORT_FILE
     path.write_text(json.dumps({"format_version": REPORT_FORMAT, **report}, indent=2) + "\n")
     return path
-
-
-def _row(name: str, result: Mapping[str, Any] | None) -> str:
-    if not result:
-        return f"| {name} | - | - | - |"
-    speed = result.get("pairs_per_s")
-    return (
-        f"| {name} | {result['ndcg@10']:.4f} | {result['mrr@10']:.4f} | "
-        f"{speed if speed is not None else '-'} |"
-    )
-
-
-def model_card(report: Mapping[str, Any]) -> str:
-    """The README.md of the output directory: what it is, how it was made, how it scores."""
-    settings = report["settings"]
-    data = report["data"]
-    evaluation = report["evaluation"]
-    training = report["training"]
-    rows = [
-        _row(f"first stage ({settings['negatives']})", evaluation["first_stage"]),
-        _row("before (starting model)", evaluation.get("before")),
-    ]
-    if evaluation.get("teacher"):
-        rows.append(_row("teacher", evaluation["teacher"]))
-    rows.append(_row("after (this model)", evaluation["after"]))
-    if evaluation.get("int8"):
-        rows.append(_row("after, ONNX int8", evaluation["int8"]))
-    warnings = report.get("warnings") or []
-    lines = [
-        f"# {Path(report['output']).name}",
-        "",
-        "A cross-encoder reranker (one relevance logit per query-passage pair) tuned by "
-        "`rerank-plugins tune`.",
-        *(["", "**Warning**:", *(f"- {w}" for w in warnings)] if warnings else []),
-        "",
-        "```python",
-        "from rerank_plugins import CrossEncoderReranker",
-        "",
-        f'reranker = CrossEncoderReranker("{report["output"]}")',
-        'reranker.rerank("my query", ["passage one", "passage two"])',
-        "```",
-        "",
-        "## How it was made",
-        "",
-        f"- Base: `{settings['base']}` ({report['model']['base_kind']}"
-        + (", new one-logit head" if report["model"]["new_head"] else "")
-        + f"); {report['model']['layers']} layers"
-        + (
-            f" (layers {report['model']['layer_ids_from_base']} of the base)"
-            if report["model"]["layer_ids_from_base"]
-            else ""
-        ),
-        f"- Teacher: `{settings['teacher']}`" if settings.get("teacher") else "- Teacher: none",
-        f"- Data: `{data['path']}`, split `{data['split']}`: {data['train_queries']} queries, "
-        f"{data['train_positives']} positives; eval: {data['eval_source']} "
-        f"({data['eval_queries']} queries)",
-        f"- Negatives: {report['negatives']['negatives']} from `{settings['negatives']}` ranks "
-        f"{settings['rank_min']}..{settings['rank_max']} ({settings['negatives_per_query']} per "
-        f"query, {settings['sampling']}); judged positives never used as negatives"
-        + (
-            f"; plus {report['negatives']['pseudo_queries']} corpus titles asked as "
-            "pseudo-queries, "
-            + (
-                "labelled by the teacher only"
-                if settings["loss"] in DISTILL_LOSSES
-                else "each with its own document as a weak positive"
-            )
-            if report["negatives"].get("pseudo_queries")
-            else ""
-        ),
-        f"- Loss: `{settings['loss']}`; {training['steps']} steps, batch {settings['batch_size']}, "
-        f"lr {settings['lr']}, max length {settings['max_length']} (serving window "
-        f"{settings['serve_length']}), seed {settings['seed']}",
-        f"- Wall time: {report['timings']['total_s']:.0f} s ({report['machine']['device']})",
-        "",
-        f"## Eval split: rerank the first stage's top {settings['eval_depth']} "
-        "(positives not forced in)",
-        "",
-        "| model | NDCG@10 | MRR@10 | pairs/s |",
-        "|---|---|---|---|",
-        *rows,
-        "",
-        "Pairs/s were measured during the run on this machine; a shared or busy CPU lowers them.",
-        "Full details: `training_report.json`.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 #: How far a distilled student may fall behind its teacher before the report warns.
@@ -262,11 +252,18 @@ def verdict(evaluation: Mapping[str, Any]) -> list[str]:
     warnings: list[str] = []
     first = (evaluation.get("first_stage") or {}).get("ndcg@10")
     if first is not None and after["ndcg@10"] < first:
+        weight = evaluation.get("recommended_blend_weight")
+        blended = next((row for row in after.get("blend") or [] if row["weight"] == weight), None)
+        rescue = (
+            f" (blend_weight={weight:g} with the first stage gives {blended['ndcg@10']:.4f})"
+            if blended is not None and blended["ndcg@10"] > first
+            else ""
+        )
         warnings.append(
             f"the tuned model reranks worse than the first stage on the eval split (NDCG@10 "
-            f"{after['ndcg@10']:.4f} < {first:.4f}): do not deploy it as is; add queries "
-            "(--pseudo-queries N), train longer (--epochs), start from a cross-encoder (--base), "
-            "or distil from one (--teacher)"
+            f"{after['ndcg@10']:.4f} < {first:.4f}): do not deploy it as is{rescue}; add "
+            "queries (--pseudo-queries N), train longer (--epochs), start from a cross-encoder "
+            "(--base), or distil from one (--teacher)"
         )
     teacher = (evaluation.get("teacher") or {}).get("ndcg@10")
     if teacher is not None and after["ndcg@10"] < teacher - STUDENT_TOLERANCE:
@@ -275,12 +272,6 @@ def verdict(evaluation: Mapping[str, Any]) -> list[str]:
             f"({after['ndcg@10']:.4f} vs {teacher:.4f}; tolerance {STUDENT_TOLERANCE})"
         )
     return warnings
-
-
-def write_model_card(directory: Path, report: Mapping[str, Any]) -> Path:
-    path = directory / MODEL_CARD
-    path.write_text(model_card(report), encoding="utf-8")
-    return path
 
 
 def loss_trend(history: Sequence[Mapping[str, float]]) -> dict[str, float | None]:

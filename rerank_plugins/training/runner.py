@@ -21,6 +21,7 @@ from .._device import resolve_device
 from .._files import cache_root, publish_directory, staging_directory
 from ..evaluation.runner import build_retriever, machine_info
 from . import report as reporting
+from .card import blend_advice, write_model_card
 from .data import DEFAULT_EVAL_FRACTION, load_training_data
 from .distill import teacher_scores
 from .model import DEFAULT_SERVE_LENGTH, inspect_base, write_initial_model
@@ -435,6 +436,9 @@ def tune(
         report["warnings"] = reporting.verdict(evaluation)
         for warning in report["warnings"]:
             logger.warning("%s", warning)
+        advice = blend_advice(evaluation)
+        if advice:
+            logger.info("%s", advice)
         if export_int8:
             report["int8_export"] = {
                 "cache_dir": ONNX_DIR,
@@ -442,7 +446,7 @@ def tune(
                 f'cache_dir="{out_final / ONNX_DIR}")',
             }
         reporting.write_report(staging, report)
-        reporting.write_model_card(staging, report)
+        write_model_card(staging, report)
         publish_directory(staging, out_final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

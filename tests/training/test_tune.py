@@ -58,12 +58,17 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     for name in ("first_stage", "before", "after", "int8"):
         assert 0.0 <= evaluation[name]["ndcg@10"] <= 1.0
     assert evaluation["after"]["pairs_per_s"] > 0
+    blend = evaluation["after"]["blend"]  # measured on the same candidates, no extra scoring
+    assert [row["weight"] for row in blend] == list(reporting.BLEND_WEIGHTS)
+    assert all(0.0 <= row["ndcg@10"] <= 1.0 for row in blend)
+    assert evaluation["recommended_blend_weight"] == reporting.recommend_blend(evaluation["after"])
     assert evaluation["int8"]["parity"]["fp32_max_abs_diff_vs_torch"] < 1e-3
     trend = report["training"]["loss_trend"]
     assert report["training"]["steps"] == 60  # ceil(8 rows / 4) x 30 epochs
     assert trend["last"] < trend["first"] - 0.2, report["training"]["loss_history"]
     card = (out / "README.md").read_text()
     assert "mnrl" in card and "NDCG@10" in card and str(tiny_ce_path) in card
+    assert "## Blending with the first stage" in card
     assert report["warnings"] == reporting.verdict(evaluation)
     assert ("**Warning**" in card) == bool(report["warnings"])
 
@@ -352,6 +357,16 @@ def test_cli_runs_end_to_end_and_the_model_works_everywhere(
     eval_argv += ["--reranker", str(out), "--candidates", "6", "--rerank-top", "6", "--quiet"]
     assert main(eval_argv) == 0
     assert "bm25 + rerank@6" in capsys.readouterr().out
+    # eval points at the blend weight tune recommended (set here: the tiny run may have none)
+    report_path = out / "training_report.json"
+    report = json.loads(report_path.read_text())
+    report["evaluation"]["recommended_blend_weight"] = 0.3
+    report_path.write_text(json.dumps(report))
+    assert main(eval_argv) == 0
+    assert "its training report recommends --blend 0.3" in capsys.readouterr().err
+    assert main([*eval_argv, "--blend", "0.3"]) == 0
+    printed = capsys.readouterr()
+    assert "recommends" not in printed.err and "rerank@6 blend=0.3" in printed.out
     documents = ["vitamin d deficiency study", "heart disease risk"]
     if importlib.util.find_spec("langchain_core") is not None:
         from langchain_core.documents import Document
