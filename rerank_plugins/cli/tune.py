@@ -206,12 +206,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pseudo-queries",
         type=_count_or_auto,
-        default="auto",
+        default=0,
         metavar="N|auto",
-        help="also learn from N corpus titles asked as queries: labelled by the teacher when "
-        "distilling, else with the title's own document as a weak positive (never a document "
-        "judged for an eval query; docs/training.md). auto (default): as many as the judged "
-        "training queries when the base gets a new head and no teacher labels, else 0",
+        help="also learn from N corpus titles asked as queries (default 0): labelled by the "
+        "teacher when distilling, else with the title's own document as a weak positive "
+        "(never a document judged for an eval query; docs/training.md). auto: as many as the "
+        "judged training queries when the base gets a new head and no teacher labels, else 0",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
     p.add_argument(
@@ -220,7 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="stop after this many optimizer steps (0: run --epochs)",
     )
-    p.add_argument("--epochs", type=_positive_float, default=1.0)
+    p.add_argument("--epochs", type=_positive_float, default=3.0, help="default 3")
     p.add_argument(
         "--batch-size",
         type=positive_int,

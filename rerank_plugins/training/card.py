@@ -139,8 +139,8 @@ def _blend_section(evaluation: Mapping[str, Any]) -> list[str]:
             for row in after["blend"]
         ),
         "",
-        advice[0].upper() + advice[1:] + ". The eval split is small: confirm on queries of "
-        "your own before relying on a weight.",
+        f"**Recommendation**: {advice}. The eval split is small: confirm on queries of your "
+        "own before relying on a weight.",
     ]
 
 

@@ -86,10 +86,10 @@ def tune(
     relative_margin: float | None = None,
     student_layers: int | None = None,
     loss: Loss | None = None,
-    pseudo_queries: int | Literal["auto"] = "auto",
+    pseudo_queries: int | Literal["auto"] = 0,
     device: str = "auto",
     max_steps: int | None = None,
-    epochs: float = 1.0,
+    epochs: float = 3.0,
     batch_size: int = 8,
     lr: float = 5e-5,
     head_lr: float | None = None,
@@ -131,11 +131,11 @@ def tune(
         pseudo_queries: Also learn from this many corpus titles asked as queries
             (:mod:`rerank_plugins.training.pseudo`; never a document judged for an eval
             query): labelled by the teacher's scores when distilling, else with the title's
-            own document as a weak positive. ``"auto"`` (default): as many as the judged
-            training queries when the base gets a new head and the labels are judgements
-            (the bi-encoder recipe, see docs/training.md), else none.
+            own document as a weak positive. Default 0; ``"auto"``: as many as the judged
+            training queries when the base gets a new head and the labels are judgements,
+            else none (see docs/training.md for when titles help).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        max_steps, epochs: Length of training (``max_steps`` wins when set).
+        max_steps, epochs: Length of training (``max_steps`` wins when set; default 3 epochs).
         batch_size: Training rows per step (a row: a query with a positive and its negatives,
             a query list for listwise losses, a pair for ``bce``/``mse``).
         lr, head_lr: Learning rates of the encoder and of a new head (default 2e-3 for a new

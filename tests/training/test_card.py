@@ -80,7 +80,10 @@ def test_the_card_tables_every_blend_weight_and_names_the_best():
     section = card[card.index("## Blending with the first stage") :]
     assert "| none (this model alone) | 0.7064 |" in section
     assert "| 0.2 | 0.7283 |" in section and "| 0.5 | 0.7380 |" in section
-    assert "Blend_weight=0.5 ranks the eval split best (NDCG@10 0.7380 vs 0.7064" in section
+    assert (
+        "**Recommendation**: blend_weight=0.5 ranks the eval split best (NDCG@10 0.7380 vs 0.7064"
+        in section
+    )
     assert "--blend 0.5" in section
 
 

@@ -38,3 +38,18 @@ def test_logit_scale_default_follows_the_head(
     requested: float | None, loss: str, new_head: bool, expected: float | None
 ) -> None:
     assert resolve_logit_scale(requested, loss=loss, new_head=new_head) == expected
+
+
+def test_the_cli_and_the_function_share_the_measured_defaults():
+    """3 epochs over the judged queries, no titles: the recipe chosen on the held-out slice
+    (docs/benchmarks.md, seventh session); the CLI must not drift from ``tune``."""
+    import inspect
+
+    from rerank_plugins.cli import build_parser
+    from rerank_plugins.training import tune
+
+    defaults = inspect.signature(tune).parameters
+    args = build_parser().parse_args(["tune", "--data", "D", "--out", "O"])
+    for name in ("epochs", "pseudo_queries", "negatives_per_query", "max_length", "lr"):
+        assert getattr(args, name) == defaults[name].default, name
+    assert (args.epochs, args.pseudo_queries) == (3.0, 0)

@@ -52,7 +52,7 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     assert report["format_version"] == 1
     assert report["settings"]["loss"] == "mnrl"
     assert report["settings"]["logit_scale"] == 1.0  # a cross-encoder's head keeps its scale
-    assert report["negatives"]["pseudo_queries"] == 0  # "auto" adds none to a trained head
+    assert report["negatives"]["pseudo_queries"] == 0  # titles are opt-in (default 0)
     assert report["data"]["train_queries"] == 8 and report["data"]["eval_queries"] == 2
     evaluation = report["evaluation"]
     for name in ("first_stage", "before", "after", "int8"):
@@ -86,8 +86,9 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
 def test_plain_encoder_base_gets_a_head_and_runs_are_deterministic(
     tiny_beir: Path, tiny_embedder_path: Path, tmp_path: Path, one_thread: None
 ) -> None:
-    first = _run(tiny_beir, tmp_path / "a", base=tiny_embedder_path, max_steps=2, seed=7)
-    _run(tiny_beir, tmp_path / "b", base=tiny_embedder_path, max_steps=2, seed=7)
+    kwargs = {"base": tiny_embedder_path, "max_steps": 2, "seed": 7, "pseudo_queries": "auto"}
+    first = _run(tiny_beir, tmp_path / "a", **kwargs)
+    _run(tiny_beir, tmp_path / "b", **kwargs)
     report = first.report
     assert report["model"]["base_kind"] == "encoder" and report["model"]["new_head"]
     assert report["evaluation"]["before"] is None  # a random head has nothing to measure
@@ -95,7 +96,7 @@ def test_plain_encoder_base_gets_a_head_and_runs_are_deterministic(
     # a new head starts near zero: mnrl sharpens its softmax, and the saved head has it folded in
     assert report["settings"]["logit_scale"] == NEW_HEAD_LOGIT_SCALE
     assert report["training"]["logit_scale"] == NEW_HEAD_LOGIT_SCALE
-    # ... and learns from as many title pseudo-queries as judged training queries
+    # ... and "auto" asks as many title pseudo-queries as judged training queries
     assert report["settings"]["pseudo_queries"] == report["data"]["train_queries"]
     assert report["negatives"]["pseudo_queries"] == report["data"]["train_queries"]
     weights_a = (tmp_path / "a" / "model.safetensors").read_bytes()
