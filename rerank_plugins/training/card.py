@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .report import recommended_blend_row
 from .train import DISTILL_LOSSES
 
 MODEL_CARD = "README.md"
@@ -105,13 +106,13 @@ def blend_advice(evaluation: Mapping[str, Any]) -> str | None:
     after = evaluation.get("after") or {}
     if not after.get("blend"):
         return None
-    weight = evaluation.get("recommended_blend_weight")
-    if weight is None:
+    best = recommended_blend_row(evaluation)
+    if best is None:
         return (
             "no blend weight ranked the eval split better than this model alone: "
             "use it without blending"
         )
-    best = next(row for row in after["blend"] if row["weight"] == weight)
+    weight = best["weight"]
     return (
         f"blend_weight={weight:g} ranks the eval split best (NDCG@10 {best['ndcg@10']:.4f} vs "
         f"{after['ndcg@10']:.4f} for this model alone): RerankPipeline(..., "

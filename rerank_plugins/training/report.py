@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import NonFiniteScoreError
 from ..evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from ..pipeline import blend_scores
 
@@ -130,15 +131,12 @@ def score_candidates(
         "pairs_per_s": round(len(pairs) / seconds, 1) if seconds > 0 else None,
     }
     if blend_weights and candidates.first_scores:
-        finite = all(np.isfinite(row).all() for row in rows) and all(
-            np.isfinite(first).all() for first in candidates.first_scores
-        )
-        if finite:
+        try:
             measured["blend"] = [
                 {"weight": w, **_metrics(_run(candidates, blend_rows(rows, candidates, w)), qrels)}
                 for w in blend_weights
             ]
-        else:  # a diverged model must still be reported (and warned about), not crash the run
+        except NonFiniteScoreError:  # a diverged model is still reported and warned about
             measured["blend_note"] = "not measured: some scores are not finite"
     return measured
 
@@ -151,6 +149,13 @@ def blend_rows(
         blend_scores(row, np.asarray(first, dtype=np.float64), weight)
         for row, first in zip(rows, candidates.first_scores, strict=True)
     ]
+
+
+def recommended_blend_row(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``after.blend`` row of the recommended weight (None: nothing recommended)."""
+    weight = evaluation.get("recommended_blend_weight")
+    rows = (evaluation.get("after") or {}).get("blend") or []
+    return next((row for row in rows if row["weight"] == weight), None)
 
 
 def recommend_blend(measured: Mapping[str, Any]) -> float | None:
@@ -252,10 +257,10 @@ def verdict(evaluation: Mapping[str, Any]) -> list[str]:
     warnings: list[str] = []
     first = (evaluation.get("first_stage") or {}).get("ndcg@10")
     if first is not None and after["ndcg@10"] < first:
-        weight = evaluation.get("recommended_blend_weight")
-        blended = next((row for row in after.get("blend") or [] if row["weight"] == weight), None)
+        blended = recommended_blend_row(evaluation)
         rescue = (
-            f" (blend_weight={weight:g} with the first stage gives {blended['ndcg@10']:.4f})"
+            f" (blend_weight={blended['weight']:g} with the first stage gives "
+            f"{blended['ndcg@10']:.4f})"
             if blended is not None and blended["ndcg@10"] > first
             else ""
         )
