@@ -9,13 +9,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ._first_stage import FirstStage, SearchFunction
 from ._scores import minmax_rows
 from ._scoring_pool import RerankUnavailable, ScoringPool, ScoringTimeout
+from ._tuned import resolve_blend_weight
 from ._validation import (
     NonFiniteScoreError,
     check_finite_scores,
@@ -125,6 +126,9 @@ class RerankPipeline:
             more falls back at once.
         blend_weight: If set (0..1), final score = ``(1 - w) * minmax(cross-encoder) +
             w * minmax(first stage)`` over the reranked candidates. Off by default.
+            ``"recommended"``: the weight the reranker's training report recommends (a model
+            directory written by ``rerank-plugins tune``; None when the model alone ranked
+            best), read once here; a model without one is an error.
         retriever_depth: How deep each of a hybrid first stage's lists goes before fusion,
             passed as ``search(..., candidates=retriever_depth)`` (HybridRetriever's own
             default is ``max(2 * k, 100)``); at least ``candidates``. Shallower lists keep
@@ -144,7 +148,7 @@ class RerankPipeline:
         rerank_top: int | None = None,
         top_k: int = 5,
         rerank_timeout: float | None = None,
-        blend_weight: float | None = None,
+        blend_weight: float | Literal["recommended"] | None = None,
         retriever_depth: int | None = None,
         rerank_workers: int = 2,
         rerank_queue: int = 64,
@@ -159,6 +163,7 @@ class RerankPipeline:
             rerank_top = check_int(rerank_top, "rerank_top", minimum=0)
         if rerank_timeout is not None:
             rerank_timeout = check_number(rerank_timeout, "rerank_timeout", positive=True)
+        blend_weight = resolve_blend_weight(blend_weight, reranker)
         if blend_weight is not None:
             blend_weight = check_number(blend_weight, "blend_weight")
             if not 0.0 <= blend_weight <= 1.0:
@@ -173,7 +178,7 @@ class RerankPipeline:
         self.rerank_top = rerank_top
         self.top_k = top_k
         self.rerank_timeout = rerank_timeout
-        self.blend_weight = blend_weight
+        self.blend_weight: float | None = blend_weight
         self._pool: ScoringPool | None = None
         self._pool_lock = threading.Lock()
 

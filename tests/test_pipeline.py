@@ -125,6 +125,22 @@ def test_blend_weight_mixes_normalised_scores():
         assert hit.score == pytest.approx(by_id[hit.id])
 
 
+def test_blend_weight_recommended_reads_the_tuned_models_report(tmp_path):
+    (tmp_path / "training_report.json").write_text(
+        '{"evaluation": {"recommended_blend_weight": 0.5}}', encoding="utf-8"
+    )
+    reranker = LengthReranker()
+    reranker.model_name = str(tmp_path)  # as CrossEncoderReranker keeps its directory
+    tuned = RerankPipeline(ListRetriever(), reranker, candidates=5, blend_weight="recommended")
+    half = RerankPipeline(ListRetriever(), LengthReranker(), candidates=5, blend_weight=0.5)
+    assert tuned.blend_weight == 0.5
+    assert [(h.id, h.score) for h in tuned.run("q").hits] == [
+        (h.id, h.score) for h in half.run("q").hits
+    ]
+    with pytest.raises(ValueError, match="needs a reranker loaded from a local model directory"):
+        RerankPipeline(ListRetriever(), LengthReranker(), blend_weight="recommended")
+
+
 def test_function_first_stage_with_tuples():
     def search(query, k):
         return [("a", "short", 1.0), ("b", "a much longer passage", 0.5, {"src": "x"})][:k]

@@ -86,15 +86,26 @@ def depths(text: str) -> list[int]:
     return values
 
 
-def weights(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"blend weights must be within [0, 1], got {text!r}")
+def weights(text: str) -> list[float | str]:
+    """Comma-separated blend weights in [0, 1]; ``recommended`` stands for a tuned model's own."""
+    values: list[float | str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "recommended":
+            values.append(part)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers or 'recommended', got {text!r}"
+            ) from None
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"blend weights must be within [0, 1], got {text!r}")
+        values.append(value)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one blend weight, got {text!r}")
     return values
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._tuned import NoRecommendationError, read_recommended_blend, recommended_blend_weight
 from ._common import (
     CLIError,
     add_depth_arg,
@@ -117,8 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reranker = _ray_reranker(args)
     else:
         reranker = load_reranker(args.reranker, args)
-    if args.reranker:
-        _hint_recommended_blend(args.reranker, args.blend)
+    args.blend = _blend_weights(args.reranker, args.blend)
     log(f"indexing {len(dataset.corpus)} documents ({args.retriever}) ...")
     start = time.perf_counter()
     retriever = build_retriever(
@@ -342,7 +342,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="W[,W...]",
         help="also report, per depth, the pipeline's blend_weight mix of normalised "
-        "first-stage and cross-encoder scores at these weights (0..1)",
+        "first-stage and cross-encoder scores at these weights (0..1); 'recommended' is "
+        "the weight a model tuned by rerank-plugins tune records",
     )
     ev.add_argument("--embed-batch-size", type=positive_int, default=64, help="embedder batch size")
     ev.add_argument("--out", default=None, help="write results as JSON here")
@@ -362,13 +363,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_eval)
 
 
-def _hint_recommended_blend(model: str, blends: list[float]) -> None:
-    """Point at the blend weight ``rerank-plugins tune`` measured for this model, if any."""
-    from ..training.report import recommended_blend_weight
+def _blend_weights(model: str | None, blends: list[float | str]) -> list[float]:
+    """``--blend`` as numbers, in the order given: ``recommended`` becomes the tuned model's.
 
-    weight = recommended_blend_weight(model)
-    if weight is not None and weight not in blends:
-        log(
-            f"  its training report recommends --blend {weight:g} (best on its held-out "
-            "queries); add it to see that row"
+    Without ``recommended``, a tuned model's recommendation is pointed at when it is missing.
+    """
+    numbers = [w for w in blends if not isinstance(w, str)]
+    if len(numbers) == len(blends):
+        weight = recommended_blend_weight(model) if model else None
+        if weight is not None and weight not in numbers:
+            log(
+                f"  its training report recommends --blend {weight:g} (best on its held-out "
+                "queries); add it, or --blend recommended, to see that row"
+            )
+        return numbers
+    if not model:
+        raise CLIError(
+            "--blend recommended needs --reranker DIR, a model tuned by rerank-plugins tune"
         )
+    try:
+        weight = read_recommended_blend(model)
+    except NoRecommendationError as error:
+        raise CLIError(f"--blend recommended: {error}") from None
+    if weight is None:
+        log("  --blend recommended: its training report recommends no blend (the model alone)")
+    else:
+        log(f"  --blend recommended: {weight:g}, from its training report")
+    resolved: list[float] = []
+    for w in blends:
+        value = weight if isinstance(w, str) else w
+        if value is not None and value not in resolved:
+            resolved.append(value)
+    return resolved

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._tuned import REPORT_FILE
 from .._validation import NonFiniteScoreError
 from ..evaluation.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from ..pipeline import blend_scores
@@ -26,7 +27,6 @@ BLEND_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 #: Bump when the meaning of a field in ``training_report.json`` changes.
 REPORT_FORMAT = 1
-REPORT_FILE = "training_report.json"
 
 
 @dataclass
@@ -218,21 +218,6 @@ def measure_result(
             for key in ("fp32_max_abs_diff_vs_torch", "int8_max_abs_diff_vs_torch")
         }
     return measured
-
-
-def recommended_blend_weight(model_dir: str | Path) -> float | None:
-    """The blend weight a tuned model's ``training_report.json`` recommends, if it has one.
-
-    None for a directory without a report (any other model), an unreadable report, or a
-    report that recommends no blend.
-    """
-    path = Path(model_dir) / REPORT_FILE
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        weight = report["evaluation"]["recommended_blend_weight"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return float(weight) if isinstance(weight, int | float) and 0 < weight < 1 else None
 
 
 def write_report(directory: Path, report: Mapping[str, Any]) -> Path:

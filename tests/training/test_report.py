@@ -117,13 +117,3 @@ def test_measure_result_recommends_from_the_default_weights():
     assert weights == list(reporting.BLEND_WEIGHTS)
     # d1 passes d2 once w > 1 - w + w / 9, i.e. w > 9/17: 0.6 is the first such weight
     assert measured["recommended_blend_weight"] == 0.6
-
-
-def test_the_recommended_weight_is_read_back_from_a_model_directory(tmp_path):
-    assert reporting.recommended_blend_weight(tmp_path) is None  # no report: any other model
-    path = tmp_path / reporting.REPORT_FILE
-    path.write_text('{"evaluation": {"recommended_blend_weight": 0.6}}')
-    assert reporting.recommended_blend_weight(tmp_path) == 0.6
-    for text in ('{"evaluation": {"recommended_blend_weight": null}}', "{not json", "[]"):
-        path.write_text(text)
-        assert reporting.recommended_blend_weight(tmp_path) is None

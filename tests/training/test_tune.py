@@ -368,6 +368,26 @@ def test_cli_runs_end_to_end_and_the_model_works_everywhere(
     assert main([*eval_argv, "--blend", "0.3"]) == 0
     printed = capsys.readouterr()
     assert "recommends" not in printed.err and "rerank@6 blend=0.3" in printed.out
+    assert main([*eval_argv, "--blend", "0.8,recommended"]) == 0  # the user's order is kept
+    printed = capsys.readouterr()
+    assert "--blend recommended: 0.3, from its training report" in printed.err
+    assert printed.out.index("blend=0.8") < printed.out.index("blend=0.3")
+    report["evaluation"]["recommended_blend_weight"] = None
+    report_path.write_text(json.dumps(report))
+    assert main([*eval_argv, "--blend", "recommended"]) == 0
+    printed = capsys.readouterr()
+    assert "recommends no blend" in printed.err and "blend=" not in printed.out
+    # The adapters' retrievers pass it through pipeline_kwargs to RerankPipeline.
+    from rerank_plugins import CrossEncoderReranker, RerankPipeline
+
+    report["evaluation"]["recommended_blend_weight"] = 0.3
+    report_path.write_text(json.dumps(report))
+    pipeline = RerankPipeline(
+        lambda query, k: [("a", "text a", 1.0)],
+        CrossEncoderReranker(str(out), device="cpu"),
+        blend_weight="recommended",
+    )
+    assert pipeline.blend_weight == 0.3
     documents = ["vitamin d deficiency study", "heart disease risk"]
     if importlib.util.find_spec("langchain_core") is not None:
         from langchain_core.documents import Document
