@@ -78,10 +78,10 @@ def resolve_blend_weight(value: Any, reranker: Any) -> Any:
         )
     model = getattr(reranker, "model_name", None)
     if not isinstance(model, str) or not Path(model).is_dir():
-        found = "has no model directory" if model is None else f"model {model!r} is not one"
+        found = "keeps no model_name" if model is None else f"was loaded from {model!r}"
         raise NoRecommendationError(
             "blend_weight='recommended' needs a reranker loaded from a local model directory "
-            f"written by rerank-plugins tune; the {type(reranker).__name__}'s {found}"
+            f"written by rerank-plugins tune; this {type(reranker).__name__} {found}"
         )
     weight = read_recommended_blend(model)
     logger.info(

@@ -74,10 +74,10 @@ def test_resolve_reads_the_rerankers_own_directory(tmp_path: Path) -> None:
 def test_resolve_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="None or 'recommended', got 'best'"):
         resolve_blend_weight("best", DirectoryModel(str(tmp_path)))
-    with pytest.raises(NoRecommendationError, match="object's has no model directory"):
+    with pytest.raises(NoRecommendationError, match="this object keeps no model_name"):
         resolve_blend_weight("recommended", object())
     hub_id = "cross-encoder/ms-marco-MiniLM-L-6-v2"
-    with pytest.raises(NoRecommendationError, match="is not one"):
+    with pytest.raises(NoRecommendationError, match="was loaded from 'cross-encoder/"):
         resolve_blend_weight("recommended", DirectoryModel(hub_id))
     with pytest.raises(NoRecommendationError, match=r"has no training_report\.json"):
         resolve_blend_weight("recommended", DirectoryModel(str(tmp_path)))
