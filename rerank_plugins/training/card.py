@@ -116,7 +116,8 @@ def blend_advice(evaluation: Mapping[str, Any]) -> str | None:
     return (
         f"blend_weight={weight:g} ranks the eval split best (NDCG@10 {best['ndcg@10']:.4f} vs "
         f"{after['ndcg@10']:.4f} for this model alone): RerankPipeline(..., "
-        f"blend_weight={weight:g}), rerank-plugins eval --blend {weight:g}"
+        f'blend_weight={weight:g}), or blend_weight="recommended", which reads it from this '
+        f"directory; rerank-plugins eval --blend {weight:g}"
     )
 
 

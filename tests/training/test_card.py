@@ -84,7 +84,7 @@ def test_the_card_tables_every_blend_weight_and_names_the_best():
         "**Recommendation**: blend_weight=0.5 ranks the eval split best (NDCG@10 0.7380 vs 0.7064"
         in section
     )
-    assert "--blend 0.5" in section
+    assert "--blend 0.5" in section and 'blend_weight="recommended"' in section
 
 
 def test_the_advice_says_so_when_no_weight_helps():
