@@ -55,12 +55,12 @@ def _ndcg(
     w: float,
 ) -> float:
     """NDCG@10 of the model's scores alone (``norm`` None) or blended at ``w``."""
-    run = {}
-    for qid, ids, row, first in zip(
-        cands.query_ids, cands.doc_ids, rows, cands.first_scores, strict=True
-    ):
-        mixed = row if norm is None else (1 - w) * norm(row) + w * norm(np.asarray(first))
-        run[qid] = {doc: float(s) for doc, s in zip(ids, mixed, strict=True)}
+    if norm is not None:
+        rows = [
+            (1 - w) * norm(row) + w * norm(np.asarray(first))
+            for row, first in zip(rows, cands.first_scores, strict=True)
+        ]
+    run = reporting._run(cands, rows)
     return ndcg_at_k(run, qrels, 10)
 
 
@@ -87,11 +87,7 @@ def main() -> None:
                 scores = CrossEncoderReranker(model, device="cpu").score_pairs(cands.flat())
                 cached.write_text(json.dumps([float(s) for s in scores]))
             flat = json.loads(cached.read_text())
-            rows, offset = [], 0
-            for ids in cands.doc_ids:
-                rows.append(np.asarray(flat[offset : offset + len(ids)]))
-                offset += len(ids)
-
+            rows = reporting._rows(cands, flat)
             print(
                 f"{split} {model.name}: NDCG@10 alone {_ndcg(cands, rows, data.eval_qrels, None, 0):.4f}; w = 0.1 .. 0.9"
             )

@@ -57,10 +57,9 @@ def read_recommended_blend(model_dir: str | Path) -> float | None:
 def recommended_blend_weight(model_dir: str | Path) -> float | None:
     """Lenient :func:`read_recommended_blend`: None for any directory without a recommendation."""
     try:
-        weight = read_recommended_blend(model_dir)
+        return read_recommended_blend(model_dir)
     except NoRecommendationError:
         return None
-    return weight if weight is not None and 0 < weight < 1 else None
 
 
 def resolve_blend_weight(value: Any, reranker: Any) -> Any:
