@@ -103,6 +103,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 lr=args.lr,
                 head_lr=args.head_lr,
                 logit_scale=args.logit_scale,
+                precision=args.precision,
                 max_length=args.max_length,
                 serve_length=args.serve_length,
                 seed=args.seed,
@@ -240,6 +241,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="mnrl: logits are multiplied by this in the softmax and the scale is folded into "
         "the saved head (default 10 for a new head, 1 for a cross-encoder's own)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="training arithmetic: auto is bf16 autocast on CUDA and on CPUs with native bf16 "
+        "(AMX, AVX512-BF16), fp16 on older CUDA, else fp32; weights stay float32",
     )
     p.add_argument("--max-length", type=positive_int, default=192, help="training token window")
     p.add_argument(

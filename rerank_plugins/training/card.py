@@ -82,7 +82,8 @@ def model_card(report: Mapping[str, Any]) -> str:
         ),
         f"- Loss: `{settings['loss']}`; {training['steps']} steps, batch {settings['batch_size']}, "
         f"lr {settings['lr']}, max length {settings['max_length']} (serving window "
-        f"{settings['serve_length']}), seed {settings['seed']}",
+        f"{settings['serve_length']}), seed {settings['seed']}, {training['precision']} "
+        "arithmetic",
         f"- Wall time: {report['timings']['total_s']:.0f} s ({report['machine']['device']})",
         "",
         f"## Eval split: rerank the first stage's top {settings['eval_depth']} "

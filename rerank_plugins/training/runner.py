@@ -38,8 +38,10 @@ from .train import (
     FIXED_WIDTH_LOSSES,
     LISTWISE_DISTILL_LOSSES,
     Loss,
+    Precision,
     build_rows,
     pairs_per_row,
+    resolve_precision,
 )
 from .train import train as run_training
 
@@ -94,6 +96,7 @@ def tune(
     lr: float = 5e-5,
     head_lr: float | None = None,
     logit_scale: float | None = None,
+    precision: Precision = "auto",
     max_length: int = 192,
     serve_length: int | None = None,
     seed: int = 0,
@@ -144,6 +147,10 @@ def tune(
             head has the scale folded in, so served scores are the trained ones. Default 10
             for a new head (it starts near zero; at scale 1 the loss sits at ``ln(n)`` until
             the head grows), 1 for a cross-encoder's own head (its logits are already scaled).
+        precision: Training arithmetic (:func:`~rerank_plugins.training.train.resolve_precision`):
+            ``"auto"`` trains in bf16 autocast on CUDA and on CPUs that multiply bf16
+            natively (AMX, AVX512-BF16; 1.7x faster per step on a 2-core AVX512-BF16 EPYC),
+            else float32; ``"fp32"`` everywhere is bit-for-bit repeatable.
         max_length: Token window per pair during training.
         serve_length: Token window saved with the model (default ``max(max_length, 256)``,
             capped by the model's positions); the eval split is scored with it.
@@ -197,6 +204,7 @@ def tune(
         lr=lr,
         head_lr=head_lr,
         logit_scale=logit_scale,
+        precision=precision,
         max_length=max_length,
         serve_length=serve_length,
         seed=seed,
@@ -208,6 +216,7 @@ def tune(
     out_path = Path(out).expanduser().absolute()
     check_out(out_path, overwrite)
     torch_device = str(resolve_device(device))
+    arithmetic = resolve_precision(precision, torch_device)  # fp16 on a CPU fails here, early
 
     # ---------------------------------------------------------------- inputs
     now = time.perf_counter()
@@ -377,6 +386,7 @@ def tune(
             head_lr=head_lr,
             seed=seed,
             logit_scale=logit_scale or 1.0,
+            precision=arithmetic,
             show_progress=show_progress,
             trainer_kwargs=trainer_kwargs,
         )
@@ -417,6 +427,7 @@ def tune(
                 device=torch_device,
                 head_lr=head_lr,
                 logit_scale=logit_scale,
+                precision=training["precision"],
                 pseudo_queries=pseudo_queries,
                 serve_length=serve,
             ).as_report(),

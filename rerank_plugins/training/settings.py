@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .._validation import check_int, check_number, check_positive_int
 from .negatives import NEGATIVE_SOURCES, check_rank_range
-from .train import DISTILL_LOSSES, LOSSES, NEW_HEAD_LOGIT_SCALE
+from .train import DISTILL_LOSSES, LOSSES, NEW_HEAD_LOGIT_SCALE, PRECISIONS
 
 #: The teacher's false-negative filter when a teacher is given without distilling.
 DEFAULT_RELATIVE_MARGIN = 0.05
@@ -21,7 +21,8 @@ DEFAULT_RELATIVE_MARGIN = 0.05
 class TuneSettings:
     """Every option of a run, as :func:`~rerank_plugins.training.tune` documents them.
 
-    ``head_lr``, ``logit_scale``, ``pseudo_queries``, ``serve_length`` and ``device`` are what
+    ``head_lr``, ``logit_scale``, ``pseudo_queries``, ``serve_length``, ``precision`` and
+    ``device`` are what
     was asked for until the base model, the data and the device are known; the runner replaces
     them with what ran (:func:`dataclasses.replace`) before they go into
     ``training_report.json``.
@@ -48,6 +49,7 @@ class TuneSettings:
     lr: float
     head_lr: float | None
     logit_scale: float | None
+    precision: str
     max_length: int
     serve_length: int | None
     seed: int
@@ -117,6 +119,8 @@ def check_settings(
             raise ValueError(
                 f"logit_scale sharpens the softmax of loss='mnrl'; loss={loss!r} does not use one"
             )
+    if options["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {options['precision']!r}")
     if options["pseudo_queries"] != "auto":
         check_int(options["pseudo_queries"], "pseudo_queries", minimum=0)
     if relative_margin is not None and teacher is None:

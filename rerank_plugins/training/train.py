@@ -33,6 +33,8 @@ from ._deps import require_train
 from .negatives import MinedQuery
 
 Loss = Literal["mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 LOSSES: tuple[str, ...] = ("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd")
 #: Losses that need a teacher's scores.
 DISTILL_LOSSES = ("margin_mse", "mse", "listnet_kd")
@@ -183,6 +185,33 @@ def fold_logit_scale(model: Any, scale: float) -> None:
             outputs[-1].bias.mul_(float(scale))
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """The arithmetic training runs in: ``"fp32"``, or mixed ``"bf16"``/``"fp16"`` autocast
+    (weights and optimizer state stay float32).
+
+    ``"auto"`` follows the reranker's ``dtype="auto"``
+    (:func:`~rerank_plugins._device.resolve_dtype`): on CUDA bf16 where supported, else fp16;
+    on a CPU bf16 where it multiplies bf16 natively (AMX or AVX512-BF16; not when
+    ``RERANK_PLUGINS_CPU_AUTO_DTYPE=float32`` pins CPUs to float32), else fp32. fp16 needs
+    CUDA; bf16 asked for on a CPU without native bf16 runs, with a warning that it is slow.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    import torch
+
+    from .._device import resolve_dtype, warn_if_slow_dtype
+
+    target = torch.device(device)
+    if precision == "auto":
+        dtype = resolve_dtype("auto", target)
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    if precision == "fp16" and target.type != "cuda":
+        raise ValueError(f"precision='fp16' needs a CUDA device; device is {device!r}")
+    if precision == "bf16":
+        warn_if_slow_dtype(torch.bfloat16, target)
+    return precision
+
+
 def planned_steps(rows: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
     """Optimizer steps the run will take (``max_steps`` wins over ``epochs``)."""
     if max_steps:
@@ -206,14 +235,16 @@ def train(
     head_lr: float | None,
     seed: int,
     logit_scale: float = 1.0,
+    precision: str = "auto",
     show_progress: bool = True,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train the model in ``model_dir`` on ``columns``; returns the model and a summary.
 
-    The summary has ``steps``, ``train_seconds``, ``rows`` and ``loss_history`` (the
-    trainer's logged training losses by step). ``trainer_kwargs`` pass through to
-    ``CrossEncoderTrainingArguments`` (e.g. ``{"gradient_accumulation_steps": 2}``).
+    The summary has ``steps``, ``train_seconds``, ``rows``, ``precision`` (as resolved by
+    :func:`resolve_precision`) and ``loss_history`` (the trainer's logged training losses by
+    step). ``trainer_kwargs`` pass through to ``CrossEncoderTrainingArguments`` (e.g.
+    ``{"gradient_accumulation_steps": 2}``).
     """
     st = require_train()
     dataset = st.Dataset.from_dict(columns)
@@ -222,9 +253,7 @@ def train(
     )
     steps = planned_steps(len(dataset), batch_size, epochs, max_steps)
     on_cuda = device.startswith("cuda")
-    import torch
-
-    bf16 = on_cuda and torch.cuda.is_bf16_supported()
+    arithmetic = resolve_precision(precision, device)
     options: dict[str, Any] = {
         "output_dir": str(work_dir),
         "num_train_epochs": float(epochs),
@@ -240,8 +269,8 @@ def train(
         "eval_strategy": "no",
         "report_to": "none",
         "use_cpu": not on_cuda and not device.startswith("mps"),
-        "bf16": bf16,
-        "fp16": on_cuda and not bf16,
+        "bf16": arithmetic == "bf16",
+        "fp16": arithmetic == "fp16",
         "dataloader_num_workers": 0,
         "disable_tqdm": not show_progress,
     }
@@ -278,5 +307,6 @@ def train(
         "steps": int(trainer.state.global_step),
         "train_seconds": round(seconds, 1),
         "logit_scale": float(logit_scale),
+        "precision": arithmetic,
         "loss_history": history,
     }

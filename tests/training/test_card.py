@@ -41,7 +41,7 @@ def _report(evaluation: dict[str, Any]) -> dict[str, Any]:
             "eval_queries": 81,
         },
         "evaluation": evaluation,
-        "training": {"steps": 104},
+        "training": {"steps": 104, "precision": "bf16"},
         "model": {
             "base_kind": "encoder",
             "new_head": True,
@@ -61,6 +61,7 @@ def test_the_model_card_puts_the_warnings_before_the_usage():
     card = model_card(report)
     assert card.index("**Warning**") < card.index("```python")
     assert "0.4585 < 0.7781" in card
+    assert "seed 0, bf16 arithmetic" in card  # the precision the run trained in
     del report["warnings"]
     assert "**Warning**" not in model_card(report)
     assert "Blending" not in model_card(report)  # nothing measured, nothing said

@@ -53,6 +53,8 @@ def test_tune_writes_a_loadable_model_and_report_and_the_loss_goes_down(
     assert report["settings"]["loss"] == "mnrl"
     assert report["settings"]["logit_scale"] == 1.0  # a cross-encoder's head keeps its scale
     assert report["negatives"]["pseudo_queries"] == 0  # titles are opt-in (default 0)
+    # "auto" precision: the suite pins CPUs to float32 (RERANK_PLUGINS_CPU_AUTO_DTYPE)
+    assert report["settings"]["precision"] == report["training"]["precision"] == "fp32"
     assert report["data"]["train_queries"] == 8 and report["data"]["eval_queries"] == 2
     evaluation = report["evaluation"]
     for name in ("first_stage", "before", "after", "int8"):
@@ -269,6 +271,8 @@ def test_interrupted_run_leaves_nothing_at_out(
         ({"base": "B", "loss": "listnet_kd"}, ValueError, "distils a teacher's scores"),
         ({"base": "B", "loss": "bce", "logit_scale": 10.0}, ValueError, "does not use one"),
         ({"base": "B", "logit_scale": 0}, ValueError, "logit_scale must be > 0"),
+        ({"base": "B", "precision": "half"}, ValueError, "precision must be one of"),
+        ({"base": "B", "precision": "fp16"}, ValueError, "precision='fp16' needs a CUDA device"),
     ],
 )
 def test_bad_settings_fail_fast(
@@ -311,6 +315,8 @@ def test_non_empty_out_needs_overwrite(tiny_beir: Path, tiny_ce_path: Path, tmp_
         (["--eval-fraction", "2"], "expected a number > 0 and < 1"),
         (["--pseudo-queries", "many"], "expected an integer >= 0 or auto, got 'many'"),
         (["--logit-scale", "0"], "expected a number > 0"),
+        (["--precision", "half"], "invalid choice: 'half'"),
+        (["--device", "cpu", "--precision", "fp16"], "precision='fp16' needs a CUDA device"),
     ],
 )
 def test_cli_errors_are_one_line(
