@@ -149,7 +149,7 @@ def tune(
             the head grows), 1 for a cross-encoder's own head (its logits are already scaled).
         precision: Training arithmetic (:func:`~rerank_plugins.training.train.resolve_precision`):
             ``"auto"`` trains in bf16 autocast on CUDA and on CPUs that multiply bf16
-            natively (AMX, AVX512-BF16; 1.7x faster per step on a 2-core AVX512-BF16 EPYC),
+            natively (AMX, AVX512-BF16; 1.6x faster per step on a 2-core AVX512-BF16 EPYC),
             else float32; ``"fp32"`` everywhere is bit-for-bit repeatable.
         max_length: Token window per pair during training.
         serve_length: Token window saved with the model (default ``max(max_length, 256)``,

@@ -22,9 +22,8 @@ class TuneSettings:
     """Every option of a run, as :func:`~rerank_plugins.training.tune` documents them.
 
     ``head_lr``, ``logit_scale``, ``pseudo_queries``, ``serve_length``, ``precision`` and
-    ``device`` are what
-    was asked for until the base model, the data and the device are known; the runner replaces
-    them with what ran (:func:`dataclasses.replace`) before they go into
+    ``device`` are what was asked for until the base model, the data and the device are known;
+    the runner replaces them with what ran (:func:`dataclasses.replace`) before they go into
     ``training_report.json``.
     """
 

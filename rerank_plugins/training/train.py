@@ -27,14 +27,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ._deps import require_train
 from .negatives import MinedQuery
 
 Loss = Literal["mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 LOSSES: tuple[str, ...] = ("mnrl", "lambda", "listnet", "bce", "margin_mse", "mse", "listnet_kd")
 #: Losses that need a teacher's scores.
 DISTILL_LOSSES = ("margin_mse", "mse", "listnet_kd")
