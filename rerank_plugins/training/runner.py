@@ -150,7 +150,8 @@ def tune(
         precision: Training arithmetic (:func:`~rerank_plugins.training.train.resolve_precision`):
             ``"auto"`` trains in bf16 autocast on CUDA and on CPUs that multiply bf16
             natively (AMX, AVX512-BF16; 1.6x faster per step on a 2-core AVX512-BF16 EPYC),
-            else float32; ``"fp32"`` everywhere is bit-for-bit repeatable.
+            else float32; ``"fp32"`` trains in float32 everywhere (byte-identical weights
+            run to run on the same CPU).
         max_length: Token window per pair during training.
         serve_length: Token window saved with the model (default ``max(max_length, 256)``,
             capped by the model's positions); the eval split is scored with it.
